@@ -1,0 +1,244 @@
+//! `host plugin build DIR` and `host plugin test PLUGIN --input FILE`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use clap::{Args, Subcommand};
+use parquet::arrow::ArrowWriter;
+
+use super::Outcome;
+use crate::extract::file::FileBatches;
+use crate::plugin::build::{BuildOptions, build};
+use crate::plugin::{Grants, Limits, PluginKind, RowPolicy, Runtime, StepPolicy};
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Build a plugin crate into a wasm32-wasip2 component; prints its path and sha256.
+    Build {
+        /// The plugin's directory (holding its Cargo.toml).
+        dir: PathBuf,
+    },
+    /// Run a transform or validator over a CSV or Parquet file and show the result.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// A component (.wasm) or a plugin crate directory (built first).
+    plugin: PathBuf,
+    /// Input file, .csv (header row, schema inferred) or .parquet.
+    #[arg(long)]
+    input: PathBuf,
+    /// The step's settings, as JSON.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Write a transform's output to this Parquet file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 65_536)]
+    batch_size: usize,
+    /// Memory cap of the plugin, MiB.
+    #[arg(long, default_value_t = Limits::default().memory_mib)]
+    memory_mib: u64,
+    /// Time budget per batch, milliseconds.
+    #[arg(long, default_value_t = Limits::default().timeout_ms)]
+    timeout_ms: u64,
+    /// Grant the plugin the real clock.
+    #[arg(long)]
+    grant_clock: bool,
+    /// Grant the plugin real random numbers.
+    #[arg(long)]
+    grant_random: bool,
+    /// What a transform may do to the row count: at-most-input, same or any.
+    #[arg(long, value_enum, default_value = "at-most-input")]
+    rows: RowsArg,
+    /// Rows of output to show.
+    #[arg(long, default_value_t = 10)]
+    show: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RowsArg {
+    AtMostInput,
+    Same,
+    Any,
+}
+
+pub fn run(command: PluginCommand) -> anyhow::Result<Outcome> {
+    match command {
+        PluginCommand::Build { dir } => {
+            let built = build(&dir, &BuildOptions::default())?;
+            println!("{}", built.path.display());
+            println!("sha256 {}", built.sha256);
+            println!("{} bytes", built.bytes);
+            Ok(Outcome::Success)
+        }
+        PluginCommand::Test(args) => test(args),
+    }
+}
+
+fn component_path(plugin: &Path) -> anyhow::Result<PathBuf> {
+    if plugin.is_dir() {
+        let built = build(
+            plugin,
+            &BuildOptions {
+                quiet: true,
+                ..Default::default()
+            },
+        )?;
+        Ok(built.path)
+    } else {
+        Ok(plugin.to_path_buf())
+    }
+}
+
+fn test(args: TestArgs) -> anyhow::Result<Outcome> {
+    serde_json::from_str::<serde_json::Value>(&args.config)
+        .context("--config is not valid JSON")?;
+    let rows = match args.rows {
+        RowsArg::AtMostInput => RowPolicy::AtMostInput,
+        RowsArg::Same => RowPolicy::Same,
+        RowsArg::Any => RowPolicy::Any,
+    };
+    let policy = StepPolicy {
+        limits: Limits {
+            memory_mib: args.memory_mib,
+            timeout_ms: args.timeout_ms,
+        },
+        grants: Grants {
+            clock: args.grant_clock,
+            random: args.grant_random,
+        },
+        rows,
+    };
+    let runtime = Runtime::new().context("starting the plugin runtime")?;
+    let plugin = runtime.load(&component_path(&args.plugin)?)?;
+    println!(
+        "plugin {} ({}, sha256 {})",
+        plugin.name(),
+        plugin.kind().as_str(),
+        plugin.short_digest()
+    );
+    let input = FileBatches::open(&args.input, args.batch_size.max(1))?;
+    let started = Instant::now();
+    match plugin.kind() {
+        PluginKind::Transformer => {
+            let mut session = plugin.transform_session(&args.config, policy)?;
+            let schema = session.output_schema(&input.schema())?;
+            let mut writer = match &args.output {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    Some(ArrowWriter::try_new(file, schema.clone(), None)?)
+                }
+                None => None,
+            };
+            let (mut rows_in, mut rows_out, mut batches, mut shown) = (0, 0, 0, Vec::new());
+            let mut shown_rows = 0;
+            for batch in input {
+                let batch = batch?;
+                rows_in += batch.num_rows();
+                batches += 1;
+                let output = session.transform(&batch)?;
+                rows_out += output.num_rows();
+                if shown_rows < args.show && output.num_rows() > 0 {
+                    let take = (args.show - shown_rows).min(output.num_rows());
+                    shown.push(output.slice(0, take));
+                    shown_rows += take;
+                }
+                if let Some(writer) = writer.as_mut() {
+                    writer.write(&output)?;
+                }
+            }
+            if let Some(writer) = writer {
+                writer.close()?;
+            }
+            println!("{}", pretty_format_batches(&shown)?);
+            println!(
+                "{rows_in} rows in, {rows_out} rows out, {batches} batches, {:.1} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            if let Some(path) = &args.output {
+                println!("wrote {}", path.display());
+            }
+            Ok(Outcome::Success)
+        }
+        PluginKind::Validator => {
+            if args.output.is_some() {
+                bail!(
+                    "--output is for transforms; {} is a validator",
+                    plugin.name()
+                );
+            }
+            let mut session = plugin.validate_session(&args.config, policy)?;
+            let mut report: BTreeMap<String, CheckSummary> = BTreeMap::new();
+            let mut offset = 0usize;
+            for batch in input {
+                let batch: RecordBatch = batch?;
+                for check in session.validate(&batch)? {
+                    let summary = report.entry(check.name.clone()).or_default();
+                    summary.failed_batches += usize::from(!check.passed);
+                    summary.failing_rows += check.failing_rows.len();
+                    summary.examples.extend(
+                        check
+                            .failing_rows
+                            .iter()
+                            .take(5)
+                            .map(|&r| offset + r as usize + 1),
+                    );
+                    summary.examples.truncate(5);
+                    if !check.passed && summary.message.is_empty() {
+                        summary.message = check.message;
+                    }
+                }
+                offset += batch.num_rows();
+            }
+            print_report(&report, offset);
+            let failed = report.values().any(|s| s.failed_batches > 0);
+            Ok(if failed {
+                Outcome::ValidationFailed
+            } else {
+                Outcome::Success
+            })
+        }
+    }
+}
+
+#[derive(Default)]
+struct CheckSummary {
+    failed_batches: usize,
+    failing_rows: usize,
+    examples: Vec<usize>,
+    message: String,
+}
+
+fn print_report(report: &BTreeMap<String, CheckSummary>, rows: usize) {
+    let width = report.keys().map(String::len).max().unwrap_or(5).max(5);
+    println!(
+        "{:width$}  {:6}  {:>12}  first failing rows (1 = first data row)  message",
+        "check", "result", "failing rows"
+    );
+    for (name, s) in report {
+        let result = if s.failed_batches == 0 {
+            "pass"
+        } else {
+            "FAIL"
+        };
+        let examples = s
+            .examples
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "{name:width$}  {result:6}  {:>12}  {examples:40}  {}",
+            s.failing_rows, s.message
+        );
+    }
+    println!("{rows} rows checked");
+}

@@ -1,0 +1,3 @@
+//! Sources: where batches come from.
+
+pub mod file;

@@ -1,0 +1,19 @@
+//! # Weir
+//!
+//! A data pipeline runtime in which every transform and validator is a sandboxed
+//! WebAssembly component exchanging Arrow record batches with the host.
+//!
+//! # Layout
+//!
+//! - [`plugin`] — the Wasm runtime: engine, sandbox (memory cap, time budget, no
+//!   capabilities by default), compiled-component cache, transform and validate sessions,
+//!   and `host plugin build`.
+//! - [`extract`] — sources; one file per kind (today: local CSV and Parquet files).
+//! - [`cli`] — the `host` command line, one file per command group.
+//!
+//! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.0`); plugin authors
+//! write against the `weir-sdk` crate.
+
+pub mod cli;
+pub mod extract;
+pub mod plugin;

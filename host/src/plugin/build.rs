@@ -1,0 +1,216 @@
+//! `host plugin build`: compile a plugin crate into a wasm32-wasip2 component.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+/// The cargo profile plugins are built with (defined in the workspace `Cargo.toml`; a
+/// plugin outside this workspace falls back to `release`).
+pub const PLUGIN_PROFILE: &str = "plugin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0} has no Cargo.toml: a plugin is a cargo crate with crate-type = [\"cdylib\"]")]
+    NotACrate(PathBuf),
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`rustup target add {WASM_TARGET}` failed; install the target by hand and retry")]
+    TargetInstall,
+    #[error("cargo build of {0} failed (the compiler's messages are above)")]
+    Compile(PathBuf),
+    #[error("cargo built no .wasm file for {0}: is its crate-type \"cdylib\"?")]
+    NoArtifact(PathBuf),
+    #[error("could not read the built component {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A built component.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Options of a plugin build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Cargo's target directory (default: cargo's own choice for the crate).
+    pub target_dir: Option<PathBuf>,
+    /// Say nothing on stderr except compiler errors.
+    pub quiet: bool,
+}
+
+/// Make sure rustup has the wasm32-wasip2 target; install it (saying so) if not.
+/// These machines set `RUSTUP_AUTO_INSTALL=0`, so nothing else will.
+pub fn ensure_wasm_target(quiet: bool) -> Result<(), BuildError> {
+    let installed = run_capture(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    if !quiet {
+        eprintln!(
+            "weir: the {WASM_TARGET} target is missing; installing it with `rustup target add {WASM_TARGET}`"
+        );
+    }
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status()
+        .map_err(|source| BuildError::Spawn {
+            command: "rustup target add".into(),
+            source,
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::TargetInstall)
+    }
+}
+
+/// Build one plugin crate (`dir` holds its Cargo.toml).
+pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, BuildError> {
+    let built = build_many(&[dir.to_path_buf()], options)?;
+    Ok(built.into_iter().next().expect("one crate, one component"))
+}
+
+/// Build several plugin crates of one workspace in one cargo invocation (cargo builds them
+/// in parallel and shares what they have in common); results in the order given.
+pub fn build_many(dirs: &[PathBuf], options: &BuildOptions) -> Result<Vec<Built>, BuildError> {
+    ensure_wasm_target(options.quiet)?;
+    let Some(first) = dirs.first() else {
+        return Ok(Vec::new());
+    };
+    let mut manifests = Vec::new();
+    for dir in dirs {
+        let manifest = dir
+            .join("Cargo.toml")
+            .canonicalize()
+            .map_err(|_| BuildError::NotACrate(dir.clone()))?;
+        manifests.push(manifest);
+    }
+    let profile = if in_weir_workspace(first) {
+        PLUGIN_PROFILE
+    } else {
+        "release"
+    };
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args([
+            "build",
+            "--lib",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            profile,
+            "--message-format=json-render-diagnostics",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifests[0])
+        .stdout(Stdio::piped());
+    for manifest in &manifests {
+        cargo.arg("--package").arg(package_name(manifest)?);
+    }
+    if options.quiet {
+        cargo.arg("--quiet");
+    }
+    if let Some(target_dir) = &options.target_dir {
+        cargo.arg("--target-dir").arg(target_dir);
+    }
+    // Settings meant for the host build must not leak into the guest build.
+    cargo
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    let spawn_error = |source| BuildError::Spawn {
+        command: "cargo build".into(),
+        source,
+    };
+    let mut child = cargo.spawn().map_err(spawn_error)?;
+
+    let mut wasm: Vec<Option<PathBuf>> = vec![None; dirs.len()];
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    for line in stdout.lines().map_while(Result::ok) {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let Some(index) = manifests
+            .iter()
+            .position(|m| message["manifest_path"].as_str() == m.to_str())
+        else {
+            continue;
+        };
+        let files = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str());
+        if let Some(file) = files.into_iter().find(|f| f.ends_with(".wasm")) {
+            wasm[index] = Some(PathBuf::from(file));
+        }
+    }
+    if !child.wait().map_err(spawn_error)?.success() {
+        return Err(BuildError::Compile(first.clone()));
+    }
+    dirs.iter()
+        .zip(wasm)
+        .map(|(dir, path)| {
+            let path = path.ok_or_else(|| BuildError::NoArtifact(dir.clone()))?;
+            let bytes = std::fs::read(&path).map_err(|source| BuildError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Built {
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                bytes: bytes.len() as u64,
+                path,
+            })
+        })
+        .collect()
+}
+
+fn package_name(manifest: &Path) -> Result<String, BuildError> {
+    let text = std::fs::read_to_string(manifest).map_err(|source| BuildError::Read {
+        path: manifest.to_path_buf(),
+        source,
+    })?;
+    let value: toml::Table = text
+        .parse()
+        .map_err(|_| BuildError::NotACrate(manifest.to_path_buf()))?;
+    value
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| BuildError::NotACrate(manifest.to_path_buf()))
+}
+
+/// Whether `dir` belongs to a workspace that defines the `plugin` profile.
+fn in_weir_workspace(dir: &Path) -> bool {
+    dir.canonicalize().ok().is_some_and(|dir| {
+        dir.ancestors().any(|a| {
+            std::fs::read_to_string(a.join("Cargo.toml")).is_ok_and(|t| {
+                t.contains("[workspace]") && t.contains(&format!("[profile.{PLUGIN_PROFILE}]"))
+            })
+        })
+    })
+}
+
+fn run_capture(command: &mut Command) -> Result<String, BuildError> {
+    let output = command.output().map_err(|source| BuildError::Spawn {
+        command: format!("{command:?}"),
+        source,
+    })?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

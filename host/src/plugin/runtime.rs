@@ -1,0 +1,161 @@
+//! The plugin runtime: one wasmtime engine (component model, epoch interruption), a linker
+//! with the deny-by-default WASI sandbox, and the component cache.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{TRANSFORM_EXPORT, VALIDATE_EXPORT};
+use super::cache::ComponentCache;
+use super::error::{Cause, PluginError};
+use super::sandbox::{StoreState, TYPES_INTERFACE, forbidden_import};
+use super::{Plugin, PluginKind};
+
+/// The wasmtime engine could not be set up (an unsupported CPU or configuration).
+#[derive(Debug, thiserror::Error)]
+#[error("could not start the plugin runtime: {0}")]
+pub struct RuntimeError(String);
+
+impl RuntimeError {
+    fn new(e: wasmtime::Error) -> RuntimeError {
+        RuntimeError(format!("{e:#}"))
+    }
+}
+
+/// How often the epoch advances; time budgets are enforced to within about this much.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The plugin runtime. Cheap to share: clone it.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(super) engine: Engine,
+    linker: Arc<Linker<StoreState>>,
+    cache: Option<Arc<ComponentCache>>,
+}
+
+impl Runtime {
+    /// A runtime that caches compiled components in the default cache directory.
+    pub fn new() -> Result<Runtime, RuntimeError> {
+        Runtime::with_cache_dir(ComponentCache::default_dir().as_deref())
+    }
+
+    /// A runtime caching compiled components under `cache_dir` (or not at all).
+    pub fn with_cache_dir(cache_dir: Option<&Path>) -> Result<Runtime, RuntimeError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(RuntimeError::new)?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError::new)?;
+        linker
+            .instance(TYPES_INTERFACE)
+            .map_err(RuntimeError::new)?;
+
+        let cache = cache_dir.map(|dir| Arc::new(ComponentCache::new(dir.to_path_buf(), &engine)));
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+        })
+    }
+
+    /// Load a component file: hash it, compile it (or take it from the cache), check its
+    /// imports against the sandbox and find which world it implements.
+    pub fn load(&self, path: &Path) -> Result<Plugin, PluginError> {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let fail = |digest: &str, cause| PluginError {
+            plugin: name.clone(),
+            digest: digest.to_string(),
+            batch: None,
+            cause,
+        };
+        let wasm = std::fs::read(path).map_err(|e| {
+            fail(
+                "-",
+                Cause::Load(format!("cannot read {}: {e}", path.display())),
+            )
+        })?;
+        self.load_bytes(&name, &wasm).map_err(|e| PluginError {
+            plugin: name.clone(),
+            ..e
+        })
+    }
+
+    /// As [`Runtime::load`], from bytes.
+    pub fn load_bytes(&self, name: &str, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        let digest = hex::encode(Sha256::digest(wasm));
+        let fail = |cause| PluginError {
+            plugin: name.to_string(),
+            digest: digest[..12].to_string(),
+            batch: None,
+            cause,
+        };
+        let load = |e: wasmtime::Error| fail(Cause::Load(format!("{e:#}")));
+
+        let component = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &digest, wasm),
+            None => Component::new(&self.engine, wasm),
+        }
+        .map_err(load)?;
+
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if let Some(import) = forbidden_import(imports.iter().map(String::as_str)) {
+            return Err(fail(Cause::ForbiddenImport(import)));
+        }
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let kind = if exports.iter().any(|e| e == TRANSFORM_EXPORT) {
+            PluginKind::Transformer
+        } else if exports.iter().any(|e| e == VALIDATE_EXPORT) {
+            PluginKind::Validator
+        } else {
+            return Err(fail(Cause::Load(format!(
+                "it exports neither `{TRANSFORM_EXPORT}` nor `{VALIDATE_EXPORT}` (it exports: {})",
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            ))));
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(load)?;
+        Plugin::new(
+            name.to_string(),
+            digest,
+            kind,
+            imports,
+            pre,
+            self.engine.clone(),
+        )
+    }
+}
+
+/// Advance the engine's epoch every tick, for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("weir-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch thread");
+}

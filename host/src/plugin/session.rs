@@ -1,0 +1,307 @@
+//! Sessions: one sandboxed instance serving a stream of batches, rebuilt after any failure.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::transformer::Transformer;
+use super::bindings::validator::Validator;
+use super::bindings::{CheckResult, ErrorKind, GuestError};
+use super::error::Cause;
+use super::runtime::EPOCH_TICK;
+use super::sandbox::StoreState;
+use super::{Plugin, PluginError, Pre, StepPolicy, ipc};
+
+pub(super) fn new_store(engine: &Engine, policy: &StepPolicy) -> Store<StoreState> {
+    let mut store = Store::new(engine, StoreState::new(&policy.limits, &policy.grants));
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    // Instantiation runs guest code (start functions) too: it gets one call's budget.
+    store.set_epoch_deadline(ticks(policy));
+    store
+}
+
+type CallResult<R> = wasmtime::Result<Result<R, GuestError>>;
+
+/// The world-specific part of a session: how to instantiate and initialise it.
+trait World: Sized {
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self>;
+    fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()>;
+}
+
+impl World for Transformer {
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
+        match pre {
+            Pre::Transformer(pre) => pre.instantiate(store),
+            Pre::Validator(_) => unreachable!("checked when the session was made"),
+        }
+    }
+    fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()> {
+        self.weir_plugin_transform().call_init(store, config)
+    }
+}
+
+impl World for Validator {
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
+        match pre {
+            Pre::Validator(pre) => pre.instantiate(store),
+            Pre::Transformer(_) => unreachable!("checked when the session was made"),
+        }
+    }
+    fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()> {
+        self.weir_plugin_validate().call_init(store, config)
+    }
+}
+
+struct Live<W> {
+    store: Store<StoreState>,
+    guest: W,
+}
+
+struct Session<W> {
+    plugin: Plugin,
+    config: String,
+    policy: StepPolicy,
+    live: Option<Live<W>>,
+}
+
+impl<W: World> Session<W> {
+    fn new(plugin: Plugin, config: &str, policy: StepPolicy) -> Self {
+        Session {
+            plugin,
+            config: config.to_string(),
+            policy,
+            live: None,
+        }
+    }
+
+    /// Run one guest call under the time budget. The instance is created (and `init`
+    /// called) first if there is none; after any failure it is thrown away.
+    fn call<R>(
+        &mut self,
+        batch: Option<u64>,
+        f: impl FnOnce(&W, &mut Store<StoreState>) -> CallResult<R>,
+    ) -> Result<R, PluginError> {
+        if self.live.is_none() {
+            let mut store = new_store(&self.plugin.0.engine, &self.policy);
+            let started = W::instantiate(&self.plugin.0.pre, &mut store)
+                .and_then(|guest| Ok((guest.init(&mut store, &self.config)?, guest)));
+            match started {
+                Ok((Ok(()), guest)) => self.live = Some(Live { store, guest }),
+                Ok((Err(e), _)) => return Err(self.plugin.error(None, returned(e))),
+                Err(e) => return Err(self.plugin.error(None, classify(&e, &store, &self.policy))),
+            }
+        }
+        let live = self.live.as_mut().expect("just created");
+        let ticks = ticks(&self.policy);
+        live.store.set_epoch_deadline(ticks);
+        let outcome = f(&live.guest, &mut live.store);
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                self.live = None;
+                Err(self.plugin.error(batch, returned(e)))
+            }
+            Err(e) => {
+                let live = self.live.take().expect("present");
+                Err(self
+                    .plugin
+                    .error(batch, classify(&e, &live.store, &self.policy)))
+            }
+        }
+    }
+}
+
+fn ticks(policy: &StepPolicy) -> u64 {
+    (policy.limits.timeout().as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+}
+
+fn returned(e: GuestError) -> Cause {
+    let kind = match e.kind {
+        ErrorKind::InvalidConfig => "invalid-config",
+        ErrorKind::InvalidInput => "invalid-input",
+        ErrorKind::Internal => "internal",
+    };
+    Cause::Returned {
+        kind: kind.to_string(),
+        message: e.message,
+    }
+}
+
+/// Turn a failed guest call into what happened, in the user's terms.
+fn classify(error: &wasmtime::Error, store: &Store<StoreState>, policy: &StepPolicy) -> Cause {
+    let state = store.data();
+    if let Some(wanted) = state.limiter.refused {
+        return Cause::MemoryCap {
+            wanted_mib: (wanted as u64).div_ceil(1 << 20),
+            cap_mib: policy.limits.memory_mib,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Cause::Timeout(policy.limits.timeout()),
+        Some(Trap::StackOverflow) => Cause::StackOverflow,
+        // A Rust guest's stack lives in linear memory; overflowing it runs off the bottom.
+        Some(Trap::MemoryOutOfBounds) => Cause::Trap {
+            trap: format!(
+                "{} (from a Rust guest this is usually a stack overflow: recursion too deep)",
+                Trap::MemoryOutOfBounds
+            ),
+            stderr: state.stderr_tail(),
+        },
+        Some(trap) => Cause::Trap {
+            trap: trap.to_string(),
+            stderr: state.stderr_tail(),
+        },
+        None => Cause::Trap {
+            trap: format!("{error:#}"),
+            stderr: state.stderr_tail(),
+        },
+    }
+}
+
+/// A transform plugin serving a stream of batches.
+pub struct TransformSession {
+    session: Session<Transformer>,
+    /// The input schema last asked about, and the output schema the plugin declared for it.
+    declared: Option<(SchemaRef, SchemaRef)>,
+    batches: u64,
+}
+
+impl TransformSession {
+    pub(super) fn new(plugin: Plugin, config: &str, policy: StepPolicy) -> Self {
+        TransformSession {
+            session: Session::new(plugin, config, policy),
+            declared: None,
+            batches: 0,
+        }
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.session.plugin
+    }
+
+    /// The output schema the plugin declares for input of schema `input`.
+    pub fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, PluginError> {
+        if let Some((asked, answer)) = &self.declared
+            && asked == input
+        {
+            return Ok(answer.clone());
+        }
+        let plugin = self.session.plugin.clone();
+        let bytes = ipc::encode_schema(input)
+            .map_err(|e| plugin.error(None, Cause::Input(e.to_string())))?;
+        let out = self.session.call(None, |g, s| {
+            g.weir_plugin_transform().call_output_schema(s, &bytes)
+        })?;
+        let schema =
+            ipc::decode_schema(&out).map_err(|e| plugin.error(None, Cause::BadOutput(e)))?;
+        self.declared = Some((input.clone(), schema.clone()));
+        Ok(schema)
+    }
+
+    /// Transform one batch; the result is checked against the declared schema and the
+    /// step's row policy.
+    pub fn transform(&mut self, batch: &RecordBatch) -> Result<RecordBatch, PluginError> {
+        let number = self.batches;
+        self.batches += 1;
+        let declared = self.output_schema(batch.schema_ref())?;
+        let plugin = self.session.plugin.clone();
+        let fail = |cause| plugin.error(Some(number), cause);
+
+        let bytes = ipc::encode_batch(batch).map_err(|e| fail(Cause::Input(e.to_string())))?;
+        let out = self.session.call(Some(number), |g, s| {
+            g.weir_plugin_transform().call_transform(s, &bytes)
+        })?;
+        let output = ipc::decode_batch(&out).map_err(|e| fail(Cause::BadOutput(e)))?;
+        if let Some(difference) = schema_difference(&declared, output.schema_ref()) {
+            return Err(fail(Cause::SchemaMismatch(difference)));
+        }
+        let rows = self.session.policy.rows;
+        if !rows.allows(batch.num_rows(), output.num_rows()) {
+            let policy = match rows {
+                super::RowPolicy::Same => "exactly as many rows as it was given (rows = \"same\")",
+                _ => "at most as many rows as it was given (rows = \"at_most_input\")",
+            };
+            return Err(fail(Cause::RowCount {
+                input: batch.num_rows(),
+                output: output.num_rows(),
+                policy,
+            }));
+        }
+        Ok(output)
+    }
+}
+
+/// A validator plugin serving a stream of batches.
+pub struct ValidateSession {
+    session: Session<Validator>,
+    batches: u64,
+}
+
+impl ValidateSession {
+    pub(super) fn new(plugin: Plugin, config: &str, policy: StepPolicy) -> Self {
+        ValidateSession {
+            session: Session::new(plugin, config, policy),
+            batches: 0,
+        }
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.session.plugin
+    }
+
+    /// Run the plugin's checks over one batch.
+    pub fn validate(&mut self, batch: &RecordBatch) -> Result<Vec<CheckResult>, PluginError> {
+        let number = self.batches;
+        self.batches += 1;
+        let plugin = self.session.plugin.clone();
+        let bytes = ipc::encode_batch(batch)
+            .map_err(|e| plugin.error(Some(number), Cause::Input(e.to_string())))?;
+        let validation = self.session.call(Some(number), |g, s| {
+            g.weir_plugin_validate().call_validate(s, &bytes)
+        })?;
+        let rows = batch.num_rows();
+        for check in &validation.checks {
+            if let Some(&row) = check.failing_rows.iter().find(|&&r| r as usize >= rows) {
+                return Err(plugin.error(Some(number), Cause::BadValidation { row, rows }));
+            }
+        }
+        Ok(validation.checks)
+    }
+}
+
+/// What differs between the declared and the actual schema, field by field.
+fn schema_difference(declared: &Schema, actual: &Schema) -> Option<String> {
+    let mut differences = Vec::new();
+    for field in declared.fields() {
+        match actual.field_with_name(field.name()) {
+            Err(_) => differences.push(format!("column `{}` is missing", field.name())),
+            Ok(got) if got.data_type() != field.data_type() => differences.push(format!(
+                "column `{}` is {} but was declared {}",
+                field.name(),
+                got.data_type(),
+                field.data_type()
+            )),
+            Ok(got) if got.is_nullable() && !field.is_nullable() => differences.push(format!(
+                "column `{}` is nullable but was declared not null",
+                field.name()
+            )),
+            Ok(_) => {}
+        }
+    }
+    for field in actual.fields() {
+        if declared.field_with_name(field.name()).is_err() {
+            differences.push(format!("column `{}` was not declared", field.name()));
+        }
+    }
+    let order_differs = differences.is_empty()
+        && declared
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .ne(actual.fields().iter().map(|f| f.name()));
+    if order_differs {
+        differences.push("the columns are in a different order".into());
+    }
+    (!differences.is_empty()).then(|| differences.join("; "))
+}

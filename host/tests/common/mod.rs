@@ -1,0 +1,64 @@
+//! Shared by the integration tests: the plugins, built for real by the test run.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use weir::plugin::build::{BuildOptions, build_many};
+use weir::plugin::{Plugin, Runtime};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Built components, by crate directory name.
+pub struct Components {
+    pub orders_transform: PathBuf,
+    pub orders_validator: PathBuf,
+    pub hostile: PathBuf,
+}
+
+/// Build every plugin crate once per test binary, in one cargo call. The wasm build uses its
+/// own target directory: the outer `cargo test` may still hold a lock on the host's.
+pub fn components() -> &'static Components {
+    static BUILT: OnceLock<Components> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = workspace_root();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let dirs = [
+            "plugins/orders-transform",
+            "plugins/orders-validator",
+            "tests/hostile",
+        ]
+        .map(|d| root.join(d));
+        let options = BuildOptions {
+            target_dir: Some(target.join("plugins")),
+            quiet: true,
+        };
+        let built = build_many(&dirs, &options).expect("building the plugins");
+        let mut paths = built.into_iter().map(|b| b.path);
+        Components {
+            orders_transform: paths.next().unwrap(),
+            orders_validator: paths.next().unwrap(),
+            hostile: paths.next().unwrap(),
+        }
+    })
+}
+
+/// A runtime with its compiled-component cache in a temporary directory.
+pub fn runtime() -> (Runtime, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    (Runtime::with_cache_dir(Some(cache.path())).unwrap(), cache)
+}
+
+pub fn load(path: &Path) -> Plugin {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| Runtime::with_cache_dir(None).unwrap());
+    runtime.load(path).unwrap_or_else(|e| panic!("{e}"))
+}

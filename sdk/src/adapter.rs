@@ -1,0 +1,132 @@
+//! The glue between the WIT bindings and the [`Transform`] / [`Validator`] traits.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+
+use crate::{Config, Error, ErrorKind, Transform, Validator, ipc};
+
+pub mod transformer {
+    wit_bindgen::generate!({
+        world: "transformer",
+        path: "../wit",
+        pub_export_macro: true,
+        default_bindings_module: "weir_sdk::__private::transformer",
+        runtime_path: "weir_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+pub mod validator {
+    wit_bindgen::generate!({
+        world: "validator",
+        path: "../wit",
+        pub_export_macro: true,
+        default_bindings_module: "weir_sdk::__private::validator",
+        runtime_path: "weir_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+use transformer::exports::weir::plugin::transform as t;
+use validator::exports::weir::plugin::validate as v;
+
+thread_local! {
+    // The plugin's state between calls; a component instance is single-threaded.
+    static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+fn init_state<P: 'static>(
+    config: &str,
+    new: impl FnOnce(Config) -> Result<P, Error>,
+) -> Result<(), Error> {
+    let value = if config.trim().is_empty() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_json::from_str(config)
+            .map_err(|e| Error::config(format!("config is not JSON: {e}")))?
+    };
+    let plugin = new(Config(value))?;
+    STATE.with(|s| *s.borrow_mut() = Some(Box::new(plugin)));
+    Ok(())
+}
+
+fn with_state<P: 'static, R>(f: impl FnOnce(&mut P) -> Result<R, Error>) -> Result<R, Error> {
+    STATE.with(|s| {
+        let mut state = s.borrow_mut();
+        let plugin = state
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<P>())
+            .ok_or_else(|| Error::internal("called before init"))?;
+        f(plugin)
+    })
+}
+
+macro_rules! wit_error {
+    ($types:path) => {
+        const _: () = {
+            use $types as types;
+            impl From<Error> for types::PluginError {
+                fn from(e: Error) -> Self {
+                    let kind = match e.kind {
+                        ErrorKind::InvalidConfig => types::ErrorKind::InvalidConfig,
+                        ErrorKind::InvalidInput => types::ErrorKind::InvalidInput,
+                        ErrorKind::Internal => types::ErrorKind::Internal,
+                    };
+                    types::PluginError {
+                        kind,
+                        message: e.message,
+                    }
+                }
+            }
+        };
+    };
+}
+wit_error!(transformer::weir::plugin::types);
+wit_error!(validator::weir::plugin::types);
+
+#[doc(hidden)]
+pub struct TransformAdapter<T>(PhantomData<T>);
+
+impl<T: Transform> t::Guest for TransformAdapter<T> {
+    fn init(config: String) -> Result<(), t::PluginError> {
+        Ok(init_state(&config, T::new)?)
+    }
+
+    fn output_schema(input_schema: Vec<u8>) -> Result<Vec<u8>, t::PluginError> {
+        let input = ipc::decode_schema(&input_schema).map_err(Error::from)?;
+        let output = with_state(|p: &mut T| p.output_schema(input))?;
+        Ok(ipc::encode_schema(&output).map_err(|e| Error::internal(e.to_string()))?)
+    }
+
+    fn transform(batch: Vec<u8>) -> Result<Vec<u8>, t::PluginError> {
+        let input = ipc::decode_batch(&batch).map_err(Error::from)?;
+        drop(batch);
+        let output = with_state(|p: &mut T| p.transform(input))?;
+        Ok(ipc::encode_batch(&output).map_err(|e| Error::internal(e.to_string()))?)
+    }
+}
+
+#[doc(hidden)]
+pub struct ValidatorAdapter<V>(PhantomData<V>);
+
+impl<V: Validator> v::Guest for ValidatorAdapter<V> {
+    fn init(config: String) -> Result<(), v::PluginError> {
+        Ok(init_state(&config, V::new)?)
+    }
+
+    fn validate(batch: Vec<u8>) -> Result<v::Validation, v::PluginError> {
+        let input = ipc::decode_batch(&batch).map_err(Error::from)?;
+        drop(batch);
+        let checks = with_state(|p: &mut V| p.validate(&input))?;
+        Ok(v::Validation {
+            checks: checks
+                .into_iter()
+                .map(|c| validator::weir::plugin::types::CheckResult {
+                    name: c.name,
+                    passed: c.passed,
+                    message: c.message,
+                    failing_rows: c.failing_rows,
+                })
+                .collect(),
+        })
+    }
+}

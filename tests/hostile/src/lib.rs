@@ -1,0 +1,154 @@
+//! A hostile transform for the sandbox tests. The attack is chosen by the input: the value
+//! of the first row of the batch's `attack` column. A batch without one passes through
+//! unchanged, so a test can show that the very next call on the same session succeeds.
+//!
+//! Attacks: `loop`, `memory_bomb`, `recursion`, `native_recursion`, `panic`, `trap`, `garbage` (output that is
+//! not Arrow IPC), `extra_rows`, `schema_lie` (a column it never declared), `snoop` (reports
+//! what it could see of files, environment and clock, as a one-row batch).
+
+use std::sync::Arc;
+
+use weir_sdk::Error;
+use weir_sdk::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use weir_sdk::arrow::schema::{DataType, Field, Schema};
+use weir_sdk::arrow::select::concat::concat_batches;
+
+use weir_sdk::__private::transformer::exports::weir::plugin::transform::{Guest, PluginError};
+use weir_sdk::ipc;
+
+thread_local! {
+    static SNOOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Implements the WIT interface directly, not through the SDK's trait: a hostile plugin
+/// is not bound by the SDK's good manners (it can return bytes that are not Arrow IPC).
+pub struct Hostile;
+
+impl Guest for Hostile {
+    fn init(config: String) -> Result<(), PluginError> {
+        SNOOP.set(config.contains("snoop"));
+        Ok(())
+    }
+
+    fn output_schema(input: Vec<u8>) -> Result<Vec<u8>, PluginError> {
+        if SNOOP.get() {
+            return Ok(ipc::encode_schema(&snoop_schema()).map_err(Error::from)?);
+        }
+        // Declares its input schema unchanged, whatever it will really return.
+        Ok(input)
+    }
+
+    fn transform(bytes: Vec<u8>) -> Result<Vec<u8>, PluginError> {
+        if SNOOP.get() {
+            return Ok(ipc::encode_batch(&snoop()?).map_err(Error::from)?);
+        }
+        let batch = ipc::decode_batch(&bytes).map_err(Error::from)?;
+        if attack_of(&batch).as_deref() == Some("garbage") {
+            return Ok(b"this is not an Arrow IPC stream".to_vec());
+        }
+        Ok(ipc::encode_batch(&attack(batch)?).map_err(Error::from)?)
+    }
+}
+
+fn attack_of(batch: &RecordBatch) -> Option<String> {
+    batch
+        .column_by_name("attack")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .filter(|c| !c.is_empty() && c.is_valid(0))
+        .map(|c| c.value(0).to_string())
+}
+
+fn attack(batch: RecordBatch) -> Result<RecordBatch, Error> {
+    match attack_of(&batch).as_deref() {
+        None | Some("") | Some("none") => Ok(batch),
+        Some("loop") => loop {
+            std::hint::black_box(&batch);
+        },
+        Some("memory_bomb") => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 16 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        Some("recursion") => Ok(recurse(std::hint::black_box(1)).then_some(batch).unwrap()),
+        Some("native_recursion") => Ok((native_recurse(std::hint::black_box(1)) > 0)
+            .then_some(batch)
+            .unwrap()),
+        Some("panic") => panic!("the hostile plugin panics on purpose"),
+        Some("trap") => {
+            #[cfg(target_arch = "wasm32")]
+            core::arch::wasm32::unreachable();
+            #[cfg(not(target_arch = "wasm32"))]
+            unreachable!()
+        }
+        Some("extra_rows") => Ok(concat_batches(batch.schema_ref(), [&batch, &batch])?),
+        Some("schema_lie") => {
+            let mut fields = batch.schema().fields().to_vec();
+            fields.push(Arc::new(Field::new("undeclared", DataType::Int64, false)));
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(Int64Array::from(vec![7; batch.num_rows()])) as ArrayRef);
+            Ok(RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                columns,
+            )?)
+        }
+        Some(other) => Err(Error::input(format!("unknown attack `{other}`"))),
+    }
+}
+
+/// Recursion with small frames: exhausts the engine's native stack before the guest's own.
+fn native_recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        0
+    } else {
+        std::hint::black_box(native_recurse(depth + 1)) + 1
+    }
+}
+
+/// Recursion with large frames: runs off the guest's stack in linear memory.
+fn recurse(depth: u64) -> bool {
+    let frame = [depth; 64];
+    std::hint::black_box(&frame);
+    if depth == 0 {
+        true
+    } else {
+        recurse(std::hint::black_box(depth + 1)) && frame[3] > 0
+    }
+}
+
+fn snoop_schema() -> Schema {
+    Schema::new(
+        ["file", "dir", "env", "clock_secs"]
+            .map(|n| Field::new(n, DataType::Utf8, false))
+            .to_vec(),
+    )
+}
+
+/// What a plugin can find out about its host: one row of text columns.
+fn snoop() -> Result<RecordBatch, Error> {
+    let file = match std::fs::read_to_string("/etc/passwd") {
+        Ok(text) => format!("read {} bytes", text.len()),
+        Err(e) => format!("denied: {e}"),
+    };
+    let dir = match std::fs::read_dir("/") {
+        Ok(entries) => format!("listed {} entries", entries.count()),
+        Err(e) => format!("denied: {e}"),
+    };
+    let env = std::env::vars()
+        .map(|(k, _)| k)
+        .collect::<Vec<_>>()
+        .join(",");
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().to_string())
+        .unwrap_or_default();
+    let column = |v: String| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+    Ok(RecordBatch::try_new(
+        Arc::new(snoop_schema()),
+        vec![column(file), column(dir), column(env), column(clock)],
+    )?)
+}
+
+#[cfg(target_arch = "wasm32")]
+weir_sdk::__private::transformer::export!(Hostile with_types_in weir_sdk::__private::transformer);
