@@ -1,0 +1,147 @@
+//! `orders-transform` as a Wasm plugin vs the same code natively (Arrow kernels) vs the
+//! seed's pandas `transform_orders` and its Polars and DuckDB equivalents, over 5 M rows in
+//! 65,536-row batches; plus plugin instantiation. Recorded in BENCHMARKS.md.
+//!
+//! Run: `cargo bench --bench transform` (rows: `WEIR_BENCH_ROWS`, default 5,000,000).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use weir::plugin::build::{BuildOptions, build};
+use weir::plugin::{Runtime, StepPolicy};
+
+const BATCH: usize = 65_536;
+const RUNS: usize = 5;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not: then only smoke-test.
+    let rows: usize = std::env::var("WEIR_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+
+    let built = build(
+        &workspace_root().join("plugins/orders-transform"),
+        &BuildOptions {
+            target_dir: Some(target_dir().join("plugins")),
+            quiet: true,
+        },
+    )
+    .expect("build orders-transform");
+    let runtime = Runtime::with_cache_dir(None).unwrap();
+    let plugin = runtime.load(&built.path).unwrap();
+
+    eprintln!("generating {rows} rows");
+    let batches = orders(rows, BATCH);
+    let parquet = target_dir().join("bench/orders.parquet");
+    write_parquet(&batches, &parquet);
+
+    // Wasm: one session (instance) for the whole stream, IPC in and out of every batch.
+    let mut rows_out = 0;
+    let wasm = median_time(RUNS, || {
+        let mut session = plugin
+            .transform_session("{}", StepPolicy::default())
+            .unwrap();
+        rows_out = batches
+            .iter()
+            .map(|b| session.transform(b).unwrap().num_rows())
+            .sum::<usize>();
+    });
+    let native = median_time(RUNS, || {
+        let out: usize = batches
+            .iter()
+            .map(|b| {
+                orders_transform::transform_orders(b, Default::default())
+                    .unwrap()
+                    .num_rows()
+            })
+            .sum();
+        assert_eq!(out, rows_out, "native and Wasm disagree");
+    });
+
+    // Instantiation from InstancePre into a fresh store.
+    let policy = StepPolicy::default();
+    plugin.instantiate_once(&policy).unwrap();
+    let mut samples: Vec<Duration> = (0..2000)
+        .map(|_| {
+            let started = Instant::now();
+            plugin.instantiate_once(&policy).unwrap();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let instantiate = samples[samples.len() / 2];
+
+    let python = python();
+    let runs = RUNS.to_string();
+    let peers: Vec<(String, Duration, u64)> = ["pandas", "polars", "duckdb"]
+        .iter()
+        .map(|engine| {
+            eprintln!("running the {engine} peer");
+            let report = run_peer(
+                &python,
+                "transform_orders.py",
+                &[
+                    "--engine",
+                    engine,
+                    "--input",
+                    parquet.to_str().unwrap(),
+                    "--runs",
+                    &runs,
+                ],
+            );
+            assert_eq!(
+                report["rows_out"].as_u64(),
+                Some(rows_out as u64),
+                "{engine} disagrees on the row count: {report}"
+            );
+            (
+                engine.to_string(),
+                Duration::from_secs_f64(report["median_s"].as_f64().unwrap()),
+                report["peak_rss_mib"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+
+    let rate = |t: Duration| rows_per_sec(rows, t);
+    let mut table = format!(
+        "## Transform: `orders-transform` (seed's `transform_orders`)\n\n\
+         {rows} rows in {BATCH}-row batches, median of {RUNS} runs, input in memory (read not timed); \
+         {rows_out} rows out. Machine: {}. Reproduce: `cargo bench --bench transform`.\n\n\
+         | implementation | median time | rows/s | Weir Wasm is |\n|---|---:|---:|---:|\n",
+        machine()
+    );
+    let mut line = |name: &str, t: Duration| {
+        let ratio = t.as_secs_f64() / wasm.as_secs_f64();
+        table += &format!(
+            "| {name} | {:.3} s | {} | {ratio:.2}× its speed |\n",
+            t.as_secs_f64(),
+            millions(rate(t))
+        );
+    };
+    line(
+        "**Weir: Wasm plugin** (sandboxed, Arrow IPC in and out)",
+        wasm,
+    );
+    line(
+        "same Rust code natively (Arrow kernels, no sandbox)",
+        native,
+    );
+    for (engine, t, _) in &peers {
+        line(&format!("{engine} (Python peer)"), *t);
+    }
+    table += &format!(
+        "\nWasm vs native: **{:.2}×** the throughput (target ≥ 0.5×). Wasm vs pandas: **{:.1}×** (target ≥ 20×).\n\n\
+         Plugin instantiation from `InstancePre` into a fresh store: median **{:.1} µs** over 2,000 (target ≤ 100 µs).\n",
+        native.as_secs_f64() / wasm.as_secs_f64(),
+        peers[0].1.as_secs_f64() / wasm.as_secs_f64(),
+        instantiate.as_secs_f64() * 1e6,
+    );
+    println!("{table}");
+    record("transform", &table);
+}
