@@ -15,5 +15,13 @@
 //! write against the `weir-sdk` crate.
 
 pub mod cli;
+pub mod config;
 pub mod extract;
+pub mod load;
+pub mod observe;
+pub mod plan;
+pub mod engine;
 pub mod plugin;
+pub mod schedule;
+pub mod state;
+pub mod validate;

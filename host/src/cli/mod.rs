@@ -1,9 +1,14 @@
 //! The `host` command line. `anyhow` lives here only; the library has typed errors.
 //!
-//! Exit codes: 0 success; 1 an error (bad arguments, unreadable input, a plugin failure);
-//! 2 validation failed (a check did not pass).
+//! Exit codes: 0 success (or nothing new); 1 an error (bad pipeline file, unreadable input,
+//! a plugin failure, a sink error); 2 validation failed (a check did not pass, nothing was
+//! loaded); 3 loaded, but rows failed checks and were quarantined.
 
+mod pipeline;
 mod plugin;
+mod state;
+
+use std::path::PathBuf;
 
 use std::process::ExitCode;
 
@@ -31,6 +36,26 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a pipeline: extract what is new, transform, validate, load exactly once.
+    Run {
+        pipeline: PathBuf,
+        /// Plain log lines instead of a progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a pipeline file without running it: config, plugins, schemas.
+    Validate { pipeline: PathBuf },
+    /// Show what a run would do: steps, sinks, watermark and the files it would read.
+    Plan { pipeline: PathBuf },
+    /// Show or reset a pipeline's watermark and consumed files.
+    #[command(subcommand)]
+    State(state::StateCommand),
+    /// The pipeline's run history, newest first.
+    Runs {
+        pipeline: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Build, test and inspect plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -40,20 +65,28 @@ enum Command {
 pub enum Outcome {
     Success,
     ValidationFailed,
+    Quarantined,
 }
 
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_VALIDATION_FAILED: u8 = 2;
+pub const EXIT_QUARANTINED: u8 = 3;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
+        Command::Run { pipeline, quiet } => pipeline::run(&pipeline, quiet),
+        Command::Validate { pipeline } => pipeline::validate(&pipeline),
+        Command::Plan { pipeline } => pipeline::plan(&pipeline),
+        Command::State(command) => state::state(command),
+        Command::Runs { pipeline, limit } => state::runs(&pipeline, limit),
         Command::Plugin(command) => plugin::run(command),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::ValidationFailed) => ExitCode::from(EXIT_VALIDATION_FAILED),
+        Ok(Outcome::Quarantined) => ExitCode::from(EXIT_QUARANTINED),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)
@@ -71,4 +104,9 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+fn source_pattern(loaded: &crate::config::LoadedPipeline) -> String {
+    let crate::config::types::Source::Files(files) = &loaded.pipeline.source;
+    files.path.get_ref().clone()
 }

@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow::util::pretty::pretty_format_batches;
 use clap::{Args, Subcommand};
 use parquet::arrow::ArrowWriter;
 
 use super::Outcome;
-use crate::extract::file::FileBatches;
+use crate::extract::BatchStream;
+use crate::extract::file::{FileSource, FileSpec};
 use crate::plugin::build::{BuildOptions, build};
 use crate::plugin::{Grants, Limits, PluginKind, RowPolicy, Runtime, StepPolicy};
 
@@ -124,12 +126,15 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
         plugin.kind().as_str(),
         plugin.short_digest()
     );
-    let input = FileBatches::open(&args.input, args.batch_size.max(1))?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let _context = tokio.enter();
+    let (input_schema, batches) = tokio.block_on(open_input(&args.input, args.batch_size.max(1)))?;
+    let input = futures::executor::block_on_stream(batches).map(|b| b.map(|b| without_provenance(&b)));
     let started = Instant::now();
     match plugin.kind() {
         PluginKind::Transformer => {
             let mut session = plugin.transform_session(&args.config, policy)?;
-            let schema = session.output_schema(&input.schema())?;
+            let schema = session.output_schema(&input_schema)?;
             let mut writer = match &args.output {
                 Some(path) => {
                     let file = std::fs::File::create(path)
@@ -207,6 +212,23 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
             })
         }
     }
+}
+
+/// The input file as one-file source (the same reader `host run` uses).
+async fn open_input(path: &Path, batch_size: usize) -> anyhow::Result<(SchemaRef, BatchStream)> {
+    let name = path.file_name().and_then(|n| n.to_str()).context("--input must name a file")?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let spec = FileSpec { pattern: glob::Pattern::escape(name), format: None, batch_size, declared: Default::default() };
+    let source = FileSource::local(dir, spec)?;
+    let file = source.list().await?.into_iter().next().with_context(|| format!("{} does not exist", path.display()))?;
+    let schema = source.schema(&file).await?;
+    Ok((schema, source.read(&file).await?))
+}
+
+/// A pipeline's provenance columns mean nothing to a plugin tried on its own.
+fn without_provenance(batch: &RecordBatch) -> RecordBatch {
+    let keep: Vec<usize> = (0..batch.num_columns()).filter(|&i| !batch.schema().field(i).name().starts_with("_weir_")).collect();
+    batch.project(&keep).expect("indexes within the batch")
 }
 
 #[derive(Default)]

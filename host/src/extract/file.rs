@@ -1,122 +1,268 @@
-//! Local CSV and Parquet files read as a stream of bounded Arrow batches.
+//! Files — CSV, NDJSON and Parquet, one file or a glob — read through `object_store`
+//! (the local backend today; S3 reuses this code) as streams of bounded Arrow batches.
 
-use std::fs::File;
-use std::io::{Seek, SeekFrom};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::csv;
-use arrow::datatypes::SchemaRef;
-use arrow::error::ArrowError;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
-/// Rows read to infer a CSV file's schema.
-const INFER_ROWS: usize = 1000;
+use super::object_reader::ObjectReader;
+use super::text::{TextDecoder, infer_schema};
+use super::{BatchStream, ExtractError, ROW_COLUMN, SOURCE_COLUMN};
+use crate::config::types::{ColumnType, FileFormat};
+use crate::state::FileFingerprint;
 
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    #[error("cannot open {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: unknown file type; expected .csv or .parquet")]
-    UnknownFormat { path: PathBuf },
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: ArrowError },
-    #[error("{path}: not a readable Parquet file: {source}")]
-    Parquet {
-        path: PathBuf,
-        source: parquet::errors::ParquetError,
-    },
+/// Bytes read from the head of a text file to infer its schema.
+const INFER_BYTES: u64 = 1 << 20;
+const INFER_RECORDS: usize = 1000;
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct FileSpec {
+    /// A path or glob relative to `base_dir` (e.g. `data/orders/*.csv`).
+    pub pattern: String,
+    pub format: Option<FileFormat>,
+    pub batch_size: usize,
+    pub declared: BTreeMap<String, ColumnType>,
 }
 
-/// A file as a stream of record batches of at most `batch_size` rows.
-pub struct FileBatches {
-    schema: SchemaRef,
-    path: PathBuf,
-    inner: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>,
+/// One file found by the pattern.
+#[derive(Debug, Clone)]
+pub struct FoundFile {
+    /// As the user would write it: relative to the pipeline file's directory.
+    pub path: String,
+    location: ObjectPath,
+    pub fingerprint: FileFingerprint,
 }
 
-impl FileBatches {
-    pub fn open(path: &Path, batch_size: usize) -> Result<FileBatches, FileError> {
-        let open = |path: &Path| {
-            File::open(path).map_err(|source| FileError::Open {
-                path: path.to_path_buf(),
-                source,
+pub struct FileSource {
+    store: Arc<dyn ObjectStore>,
+    /// The pattern's directory part, as the user wrote it (prefix of every `FoundFile::path`).
+    root_display: String,
+    matcher: glob::Pattern,
+    spec: FileSpec,
+}
+
+pub fn arrow_type(t: ColumnType) -> DataType {
+    match t {
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Utf8 => DataType::Utf8,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+impl FileSource {
+    /// Files on local disk, the pattern relative to `base_dir`.
+    pub fn local(base_dir: &Path, spec: FileSpec) -> Result<FileSource, ExtractError> {
+        let pattern_error = |message: String| ExtractError::Pattern { pattern: spec.pattern.clone(), message };
+        // The directory part before the first glob character is the store's root.
+        let first_glob = spec.pattern.find(['*', '?', '[']).unwrap_or(spec.pattern.len());
+        let root_len = spec.pattern[..first_glob].rfind('/').map_or(0, |i| i + 1);
+        let (root, rest) = spec.pattern.split_at(root_len);
+        let root_dir: PathBuf = base_dir.join(root);
+        if !root_dir.is_dir() {
+            return Err(pattern_error(format!("directory {} does not exist", root_dir.display())));
+        }
+        let store = LocalFileSystem::new_with_prefix(&root_dir).map_err(|e| pattern_error(e.to_string()))?;
+        let matcher = glob::Pattern::new(rest).map_err(|e| pattern_error(e.to_string()))?;
+        Ok(FileSource { store: Arc::new(store), root_display: root.to_string(), matcher, spec })
+    }
+
+    /// The matching files, sorted by path (the order they are read in).
+    pub async fn list(&self) -> Result<Vec<FoundFile>, ExtractError> {
+        let options = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+        let mut found: Vec<FoundFile> = self
+            .store
+            .list(None)
+            .map_err(|source| ExtractError::List { root: self.root_display.clone(), source })
+            .try_filter_map(|meta| async move {
+                let relative = meta.location.to_string();
+                Ok(self.matcher.matches_with(&relative, options).then(|| FoundFile {
+                    path: format!("{}{relative}", self.root_display),
+                    location: meta.location,
+                    fingerprint: FileFingerprint {
+                        size: meta.size,
+                        etag: meta.e_tag,
+                        modified_ms: Some(meta.last_modified.timestamp_millis()),
+                    },
+                }))
             })
-        };
-        let read_error = |source| FileError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        let (schema, inner): (SchemaRef, Box<dyn Iterator<Item = _> + Send>) =
-            match extension.as_deref() {
-                Some("csv") => {
-                    let mut file = open(path)?;
-                    let format = csv::reader::Format::default().with_header(true);
-                    let (schema, _) = format
-                        .infer_schema(&mut file, Some(INFER_ROWS))
-                        .map_err(read_error)?;
-                    file.seek(SeekFrom::Start(0))
-                        .map_err(|source| FileError::Open {
-                            path: path.to_path_buf(),
-                            source,
-                        })?;
-                    let schema = std::sync::Arc::new(schema);
-                    let reader = csv::ReaderBuilder::new(schema.clone())
-                        .with_format(format)
-                        .with_batch_size(batch_size)
-                        .build(file)
-                        .map_err(read_error)?;
-                    (schema, Box::new(reader))
-                }
-                Some("parquet") => {
-                    let parquet_error = |source| FileError::Parquet {
-                        path: path.to_path_buf(),
-                        source,
-                    };
-                    let builder = ParquetRecordBatchReaderBuilder::try_new(open(path)?)
-                        .map_err(parquet_error)?;
-                    let schema = builder.schema().clone();
-                    let reader = builder
-                        .with_batch_size(batch_size)
-                        .build()
-                        .map_err(parquet_error)?;
-                    (schema, Box::new(reader))
-                }
-                _ => {
-                    return Err(FileError::UnknownFormat {
-                        path: path.to_path_buf(),
-                    });
-                }
-            };
-        Ok(FileBatches {
-            schema,
-            path: path.to_path_buf(),
-            inner,
-        })
+            .try_collect()
+            .await?;
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
     }
 
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+    fn format_of(&self, file: &FoundFile) -> Result<FileFormat, ExtractError> {
+        if let Some(format) = self.spec.format {
+            return Ok(format);
+        }
+        match file.path.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => Ok(FileFormat::Csv),
+            Some("json" | "ndjson" | "jsonl") => Ok(FileFormat::Ndjson),
+            Some("parquet") => Ok(FileFormat::Parquet),
+            _ => Err(read_error(file, "unknown file type: set `format` to csv, ndjson or parquet")),
+        }
+    }
+
+    /// The file's schema as it will be read (declared types applied), without provenance.
+    pub async fn schema(&self, file: &FoundFile) -> Result<SchemaRef, ExtractError> {
+        let format = self.format_of(file)?;
+        let raw = match format {
+            FileFormat::Parquet => self.parquet_builder(file).await?.schema().clone(),
+            FileFormat::Csv | FileFormat::Ndjson => {
+                let head = self
+                    .store
+                    .get_range(&file.location, 0..file.fingerprint.size.min(INFER_BYTES))
+                    .await
+                    .map_err(|e| io_error(file, e))?;
+                Arc::new(infer_schema(format == FileFormat::Csv, &head, INFER_RECORDS).map_err(|e| read_error(file, e))?)
+            }
+        };
+        Ok(self.apply_declared(&raw))
+    }
+
+    fn apply_declared(&self, schema: &Schema) -> SchemaRef {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match self.spec.declared.get(f.name()) {
+                Some(t) => Field::new(f.name(), arrow_type(*t), true),
+                None => f.as_ref().clone(),
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    async fn parquet_builder(&self, file: &FoundFile) -> Result<ParquetRecordBatchStreamBuilder<ObjectReader>, ExtractError> {
+        let reader = ObjectReader::new(self.store.clone(), file.location.clone(), file.fingerprint.size);
+        ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| read_error(file, format!("not a readable Parquet file: {e}")))
+    }
+
+    /// Read one file as a stream of batches with provenance columns appended.
+    pub async fn read(&self, file: &FoundFile) -> Result<BatchStream, ExtractError> {
+        let schema = self.schema(file).await?;
+        let batches: BatchStream = match self.format_of(file)? {
+            FileFormat::Parquet => {
+                let stream = self.parquet_builder(file).await?.with_batch_size(self.spec.batch_size).build().map_err(|e| read_error(file, e))?;
+                let (path, target) = (file.path.clone(), schema.clone());
+                stream.map(move |b| b.map_err(|e| read_error_at(&path, e)).and_then(|b| cast_to(&path, b, &target))).boxed()
+            }
+            format => {
+                let decoder = match format {
+                    FileFormat::Csv => TextDecoder::csv(schema, self.spec.batch_size),
+                    _ => TextDecoder::json(schema, self.spec.batch_size).map_err(|e| read_error(file, e))?,
+                };
+                let bytes = self.store.get(&file.location).await.map_err(|e| io_error(file, e))?.into_stream();
+                decode_stream(file.path.clone(), bytes, decoder)
+            }
+        };
+        let path = file.path.clone();
+        let mut next_row = 1i64;
+        Ok(batches
+            .map(move |batch| {
+                let batch = batch?;
+                let rows = batch.num_rows();
+                let provenance = with_provenance(&batch, &path, next_row);
+                next_row += rows as i64;
+                provenance.map_err(|e| read_error_at(&path, e))
+            })
+            .boxed())
     }
 }
 
-impl Iterator for FileBatches {
-    type Item = Result<RecordBatch, FileError>;
+/// Push bytes from the store through a decoder; a bounded channel keeps memory bounded.
+fn decode_stream(
+    path: String,
+    mut bytes: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    mut decoder: TextDecoder,
+) -> BatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ExtractError>>(2);
+    tokio::spawn(async move {
+        let result: Result<(), ExtractError> = async {
+            while let Some(chunk) = bytes.next().await {
+                let chunk = chunk.map_err(|e| ExtractError::Read { path: path.clone(), message: format!("I/O: {e}") })?;
+                let mut rest = &chunk[..];
+                while !rest.is_empty() {
+                    let used = decoder.decode(rest).map_err(|e| read_error_at(&path, e))?;
+                    rest = &rest[used..];
+                    if rest.is_empty() {
+                        break;
+                    }
+                    // Bytes left over: the batch is full.
+                    match decoder.flush().map_err(|e| read_error_at(&path, e))? {
+                        Some(batch) => {
+                            if tx.send(Ok(batch)).await.is_err() {
+                                return Ok(()); // the reader went away
+                            }
+                        }
+                        None if used == 0 => return Err(read_error_at(&path, "the decoder made no progress")),
+                        None => {}
+                    }
+                }
+            }
+            decoder.decode(&[]).map_err(|e| read_error_at(&path, e))?;
+            if let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? {
+                let _ = tx.send(Ok(batch)).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
-        let path = &self.path;
-        self.inner.next().map(|r| {
-            r.map_err(|source| FileError::Read {
-                path: path.clone(),
-                source,
-            })
-        })
+fn with_provenance(batch: &RecordBatch, path: &str, first_row: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let rows = batch.num_rows();
+    let mut fields = batch.schema().fields().to_vec();
+    fields.push(Arc::new(Field::new(SOURCE_COLUMN, DataType::Utf8, false)));
+    fields.push(Arc::new(Field::new(ROW_COLUMN, DataType::Int64, false)));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![path; rows])) as ArrayRef);
+    columns.push(Arc::new(Int64Array::from_iter_values(first_row..first_row + rows as i64)));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// Cast a Parquet batch's columns to the declared types.
+fn cast_to(path: &str, batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch, ExtractError> {
+    if batch.schema_ref() == target {
+        return Ok(batch);
     }
+    let options = CastOptions { safe: false, ..Default::default() };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(target.fields())
+        .map(|(column, field)| {
+            cast_with_options(column, field.data_type(), &options)
+                .map_err(|e| read_error_at(path, format!("column `{}`: {e}", field.name())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(target.clone(), columns).map_err(|e| read_error_at(path, e))
+}
+
+fn read_error(file: &FoundFile, message: impl ToString) -> ExtractError {
+    read_error_at(&file.path, message)
+}
+
+fn read_error_at(path: &str, message: impl ToString) -> ExtractError {
+    ExtractError::Read { path: path.to_string(), message: message.to_string() }
+}
+
+fn io_error(file: &FoundFile, e: object_store::Error) -> ExtractError {
+    ExtractError::Read { path: file.path.clone(), message: format!("I/O: {e}") }
 }

@@ -24,6 +24,8 @@ use weir_sdk::arrow::schema::{DataType, Field, Schema, TimeUnit};
 use weir_sdk::arrow::{arith, select};
 use weir_sdk::{Config, Error, Transform};
 
+mod dates;
+
 #[derive(serde::Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BadDates {

@@ -1,0 +1,108 @@
+//! `host run`, `host validate` and `host plan`: a pipeline file in, a run or a report out.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::Outcome;
+use crate::config;
+use crate::engine::{self, RunError, RunOptions};
+use crate::plan::{self, Plan};
+use crate::plugin::Runtime;
+use crate::state::{SledState, StateStore};
+
+fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+pub fn run(file: &Path, quiet: bool) -> anyhow::Result<Outcome> {
+    let loaded = config::load(file)?;
+    let runtime = Runtime::new()?;
+    tokio()?.block_on(async {
+        let mut plan = Plan::new(&loaded, &runtime, quiet).await?;
+        match engine::run(&mut plan, RunOptions { quiet }).await {
+            Ok(summary) => {
+                println!("{summary}");
+                if summary.rows_quarantined > 0 {
+                    eprintln!("warning: {} rows failed checks and were quarantined", summary.rows_quarantined);
+                    return Ok(Outcome::Quarantined);
+                }
+                Ok(Outcome::Success)
+            }
+            Err(RunError::Validation(report)) => {
+                eprintln!("error: validation failed; nothing was loaded and the watermark is unchanged\n{report}");
+                Ok(Outcome::ValidationFailed)
+            }
+            Err(e) => Err(e).with_context(|| format!("pipeline {}", file.display())),
+        }
+    })
+}
+
+pub fn validate(file: &Path) -> anyhow::Result<Outcome> {
+    let loaded = config::load(file)?;
+    let runtime = Runtime::new()?;
+    let report = tokio()?.block_on(plan::check(&loaded, &runtime))?;
+    for (step, schema) in &report.step_schemas {
+        println!("{step}: produces {}", columns(schema));
+    }
+    if report.problems.is_empty() {
+        println!("{}: ok", file.display());
+        Ok(Outcome::Success)
+    } else {
+        for problem in &report.problems {
+            println!("{}: {problem}", file.display());
+        }
+        anyhow::bail!("{} problem(s) in {}", report.problems.len(), file.display())
+    }
+}
+
+pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
+    let loaded = config::load(file)?;
+    let runtime = Runtime::new()?;
+    let pipeline = &loaded.pipeline;
+    tokio()?.block_on(async {
+        let report = plan::check(&loaded, &runtime).await?;
+        println!("pipeline {}", pipeline.name.get_ref());
+        if let Some(schema) = &report.source_schema {
+            println!("source   {} → {}", super::source_pattern(&loaded), columns(schema));
+        }
+        for (step, schema) in &report.step_schemas {
+            println!("step     {step} → {}", columns(schema));
+        }
+        for check in &pipeline.checks {
+            println!("check    {} (on fail: {:?})", crate::validate::check_name(check.get_ref()), pipeline.on_fail);
+        }
+        for (sink, mode) in pipeline.sinks.iter().zip(&loaded.modes) {
+            println!("sink     {} ({mode:?})", sink.name());
+        }
+        let state = SledState::open(&loaded.resolve(&pipeline.state.path))?;
+        let name = pipeline.name.get_ref();
+        let watermark = state.watermark(name)?;
+        println!("watermark {}", watermark.as_deref().unwrap_or("(none: reads everything)"));
+        if let Some(pending) = state.pending_load(name)? {
+            println!("pending  load {} was interrupted; the next run replays it", pending.load_id);
+        }
+        let consumed = state.consumed_files(name)?;
+        let plan = Plan::new(&loaded, &runtime, true).await?;
+        let files = plan.source.list().await?;
+        let new: Vec<_> = files.iter().filter(|f| consumed.get(&f.path) != Some(&f.fingerprint)).collect();
+        println!("would read {} of {} files:", new.len(), files.len());
+        for file in new {
+            println!("  {} ({} bytes)", file.path, file.fingerprint.size);
+        }
+        for problem in &report.problems {
+            println!("problem  {problem}");
+        }
+        Ok(Outcome::Success)
+    })
+}
+
+fn columns(schema: &arrow::datatypes::Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| !f.name().starts_with("_weir_"))
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

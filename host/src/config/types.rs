@@ -1,0 +1,282 @@
+//! The pipeline file, as plain serde types. Defaults live here; checks that need more than
+//! one field live in `validate.rs`. Paths are relative to the pipeline file's directory.
+//!
+//! The file writes enum variants as a tag inside the table (`kind = "sqlite"`, `check =
+//! "range"`), but the enums here are externally tagged (`{ sqlite = { .. } }`): serde buffers
+//! internally tagged enums, which loses every span inside them (`Spanned` fields then fail to
+//! deserialize, and errors cannot name the key). `config::load` moves the tag out before
+//! deserializing, so deserialize a `Pipeline` through `config::load`, not `toml::from_str`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plugin::{Grants, Limits, RowPolicy};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Names the pipeline in state, load ids and reports.
+    pub name: Spanned<String>,
+    pub source: Source,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Built-in checks, run after the steps.
+    #[serde(default)]
+    pub checks: Vec<Spanned<Check>>,
+    /// What a failed check (built-in or validator plugin) does to the load.
+    #[serde(default)]
+    pub on_fail: OnFail,
+    #[serde(default)]
+    pub quarantine: Option<Quarantine>,
+    pub sinks: Vec<Sink>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    Files(FileSource),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    /// A file or a glob (`data/orders/*.csv`), relative to the pipeline file.
+    pub path: Spanned<String>,
+    /// Default: from the file extension.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub incremental: Option<Incremental>,
+    /// Declared column types (`order_id = "int64"`); unlisted columns are inferred.
+    #[serde(default)]
+    pub schema: BTreeMap<String, Spanned<ColumnType>>,
+}
+
+fn default_batch_size() -> usize {
+    65_536
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    Csv,
+    Ndjson,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Int64,
+    Float64,
+    Utf8,
+    Bool,
+    Date,
+    /// Microseconds, UTC.
+    Timestamp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    /// Only rows with `cursor > watermark` are read.
+    pub cursor: Spanned<String>,
+    /// The watermark before the first run (default: read everything).
+    #[serde(default)]
+    pub initial: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    Transform(PluginStep),
+    Validate(PluginStep),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginStep {
+    /// A plugin crate directory (built on first use) or a `.wasm` component.
+    pub plugin: Spanned<String>,
+    /// The plugin's settings, handed to its `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub grants: Grants,
+    #[serde(default)]
+    pub rows: RowPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    NotNull {
+        column: String,
+    },
+    /// Unique within the load.
+    Unique {
+        column: String,
+    },
+    Range {
+        column: String,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    AcceptedValues {
+        column: String,
+        values: Vec<String>,
+    },
+    Regex {
+        column: String,
+        pattern: String,
+    },
+    /// Rows in the load (after the steps).
+    RowCount {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFail {
+    /// Nothing of the load is written.
+    #[default]
+    Abort,
+    /// Failing rows go to the quarantine dataset; the rest loads.
+    Quarantine,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quarantine {
+    /// Directory of the quarantine Parquet dataset.
+    pub path: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Sink {
+    Sqlite(SqliteSink),
+    Parquet(ParquetSink),
+}
+
+impl Sink {
+    pub fn name(&self) -> &str {
+        match self {
+            Sink::Sqlite(s) => &s.name,
+            Sink::Parquet(s) => &s.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSink {
+    pub name: String,
+    /// The database file, relative to the pipeline file (created if missing).
+    pub path: Spanned<String>,
+    pub table: Spanned<String>,
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<ModeName>,
+    /// The partition column of `replace_partition`.
+    #[serde(default)]
+    pub partition_by: Option<String>,
+    /// The key columns of `merge`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSink {
+    pub name: String,
+    /// Dataset root directory, relative to the pipeline file.
+    pub path: Spanned<String>,
+    /// Hive partitioning column (`order_month=2024-01/`); also the partition of `replace_partition`.
+    #[serde(default)]
+    pub partition_by: Option<String>,
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<ModeName>,
+    /// The key columns of `merge`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeName {
+    #[default]
+    Append,
+    ReplacePartition,
+    Merge,
+}
+
+/// `append`, where the file says nothing (`Spanned` has no `Default`; the span is empty).
+fn default_mode() -> Spanned<ModeName> {
+    Spanned::new(0..0, ModeName::Append)
+}
+
+/// How a load meets what the sink already holds (resolved from `mode`, `partition_by` and
+/// `keys` by validation). All modes are idempotent per load id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadMode {
+    Append,
+    /// Delete the partitions (values of `column`) the load touches, then insert.
+    ReplacePartition {
+        column: String,
+    },
+    /// Upsert on `keys`.
+    Merge {
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub multiplier: f64,
+    /// Randomise each delay between half and all of it.
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            initial_delay_ms: 200,
+            max_delay_ms: 10_000,
+            multiplier: 2.0,
+            jitter: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// The sled database directory, relative to the pipeline file.
+    pub path: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            path: ".weir/state".into(),
+        }
+    }
+}

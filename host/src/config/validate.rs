@@ -1,0 +1,229 @@
+//! Every rule serde cannot express: rules across keys, non-empty names, and plugin paths on
+//! disk. One place, so the rules and their messages read together. Each error points at the
+//! key that has to change.
+
+use std::path::Path;
+
+use super::ConfigError;
+use super::error::Locator;
+use super::types::{
+    Check, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep, Sink, Source, Step,
+};
+
+/// Checks `pipeline` and resolves each sink's load mode (same order as `sinks`).
+pub(super) fn validate(
+    pipeline: &Pipeline,
+    base_dir: &Path,
+    at: &Locator<'_>,
+) -> Result<Vec<LoadMode>, ConfigError> {
+    not_blank(pipeline.name.get_ref(), "name", at)?;
+    let Source::Files(files) = &pipeline.source;
+    source(files, at)?;
+    for (i, step) in pipeline.steps.iter().enumerate() {
+        let (Step::Transform(plugin) | Step::Validate(plugin)) = step;
+        plugin_path(plugin, base_dir, &format!("steps[{i}].plugin"), at)?;
+    }
+    for (i, check) in pipeline.checks.iter().enumerate() {
+        builtin_check(check.get_ref(), &format!("checks[{i}]"), at)?;
+    }
+    match &pipeline.quarantine {
+        Some(quarantine) => not_blank(quarantine.path.get_ref(), "quarantine.path", at)?,
+        None if pipeline.on_fail == OnFail::Quarantine => {
+            return Err(at.at_key(
+                "on_fail",
+                "`quarantine` needs a [quarantine] table with the dataset's `path`",
+            ));
+        }
+        None => {}
+    }
+    if pipeline.retry.attempts == 0 {
+        return Err(at.at_key(
+            "retry.attempts",
+            "must be at least 1 (it counts the first try)",
+        ));
+    }
+    sinks(&pipeline.sinks, at)
+}
+
+fn source(files: &FileSource, at: &Locator<'_>) -> Result<(), ConfigError> {
+    not_blank(files.path.get_ref(), "source.path", at)?;
+    if files.batch_size == 0 {
+        return Err(at.at_key("source.batch_size", "must be greater than 0"));
+    }
+    if let Some(incremental) = &files.incremental {
+        not_blank(
+            incremental.cursor.get_ref(),
+            "source.incremental.cursor",
+            at,
+        )?;
+    }
+    Ok(())
+}
+
+/// A plugin is a crate directory (built on first use) or a compiled `.wasm` component.
+fn plugin_path(
+    step: &PluginStep,
+    base_dir: &Path,
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let written = step.plugin.get_ref();
+    not_blank(written, key, at)?;
+    let path = base_dir.join(written);
+    let expected = "expected a plugin crate directory (with Cargo.toml) or a .wasm component";
+    let problem = if path.is_dir() {
+        if path.join("Cargo.toml").is_file() {
+            return Ok(());
+        }
+        "is a directory without Cargo.toml"
+    } else if path.is_file() {
+        if path.extension().is_some_and(|ext| ext == "wasm") {
+            return Ok(());
+        }
+        "is a file that is not a .wasm component"
+    } else {
+        "does not exist"
+    };
+    Err(at.at_key(
+        key,
+        format!(
+            "plugin `{written}` {problem} (looked at {}); {expected}",
+            path.display()
+        ),
+    ))
+}
+
+fn builtin_check(check: &Check, key: &str, at: &Locator<'_>) -> Result<(), ConfigError> {
+    let column = |column: &str| not_blank(column, &format!("{key}.column"), at);
+    match check {
+        Check::NotNull { column: name } | Check::Unique { column: name } => column(name),
+        Check::Range {
+            column: name,
+            min,
+            max,
+        } => {
+            column(name)?;
+            bounds(*min, *max, "range", key, at)
+        }
+        Check::RowCount { min, max } => bounds(*min, *max, "row_count", key, at),
+        Check::AcceptedValues {
+            column: name,
+            values,
+        } => {
+            column(name)?;
+            if values.is_empty() {
+                return Err(at.at_key(&format!("{key}.values"), "needs at least one value"));
+            }
+            Ok(())
+        }
+        Check::Regex {
+            column: name,
+            pattern,
+        } => {
+            column(name)?;
+            regex::Regex::new(pattern).map(drop).map_err(|e| {
+                at.at_key(
+                    &format!("{key}.pattern"),
+                    format!("invalid regex: {}", regex_reason(&e)),
+                )
+            })
+        }
+    }
+}
+
+fn bounds<T: PartialOrd>(
+    min: Option<T>,
+    max: Option<T>,
+    name: &str,
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    match (min, max) {
+        (None, None) => Err(at.at_key(key, format!("a `{name}` check needs `min`, `max` or both"))),
+        (Some(min), Some(max)) if min > max => {
+            Err(at.at_key(&format!("{key}.min"), "is greater than `max`"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The regex crate's syntax errors span several lines (pattern, caret, reason); the reason
+/// is the last one.
+fn regex_reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
+}
+
+fn sinks(sinks: &[Sink], at: &Locator<'_>) -> Result<Vec<LoadMode>, ConfigError> {
+    if sinks.is_empty() {
+        return Err(at.at_key("sinks", "at least one sink is needed"));
+    }
+    let mut modes = Vec::with_capacity(sinks.len());
+    for (i, sink) in sinks.iter().enumerate() {
+        let key = format!("sinks[{i}]");
+        not_blank(sink.name(), &format!("{key}.name"), at)?;
+        if let Some(first) = sinks[..i]
+            .iter()
+            .position(|other| other.name() == sink.name())
+        {
+            let message = format!(
+                "duplicate sink name `{}` (also the name of sinks[{first}])",
+                sink.name()
+            );
+            return Err(at.at_key(&format!("{key}.name"), message));
+        }
+        let (path, mode, partition_by, keys) = match sink {
+            Sink::Sqlite(s) => {
+                not_blank(s.table.get_ref(), &format!("{key}.table"), at)?;
+                (&s.path, *s.mode.get_ref(), &s.partition_by, &s.keys)
+            }
+            Sink::Parquet(s) => (&s.path, *s.mode.get_ref(), &s.partition_by, &s.keys),
+        };
+        not_blank(path.get_ref(), &format!("{key}.path"), at)?;
+        if let Some(column) = partition_by {
+            not_blank(column, &format!("{key}.partition_by"), at)?;
+        }
+        for (j, column) in keys.iter().enumerate() {
+            not_blank(column, &format!("{key}.keys[{j}]"), at)?;
+        }
+        modes.push(load_mode(mode, partition_by, keys, &key, at)?);
+    }
+    Ok(modes)
+}
+
+fn load_mode(
+    mode: ModeName,
+    partition_by: &Option<String>,
+    keys: &[String],
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<LoadMode, ConfigError> {
+    let keys_unused = |name: &str| {
+        let message = format!("`keys` only applies to mode `merge` (this sink's mode is `{name}`)");
+        at.at_key(&format!("{key}.keys"), message)
+    };
+    match mode {
+        ModeName::Append if !keys.is_empty() => Err(keys_unused("append")),
+        ModeName::Append => Ok(LoadMode::Append),
+        ModeName::ReplacePartition if !keys.is_empty() => Err(keys_unused("replace_partition")),
+        ModeName::ReplacePartition => match partition_by {
+            Some(column) => Ok(LoadMode::ReplacePartition { column: column.clone() }),
+            None => Err(at.at_key(
+                &format!("{key}.mode"),
+                "mode `replace_partition` needs `partition_by` (the column whose partitions are replaced)",
+            )),
+        },
+        ModeName::Merge if keys.is_empty() => {
+            Err(at.at_key(&format!("{key}.mode"), "mode `merge` needs `keys` (the key columns to upsert on)"))
+        }
+        ModeName::Merge => Ok(LoadMode::Merge { keys: keys.to_vec() }),
+    }
+}
+
+fn not_blank(value: &str, key: &str, at: &Locator<'_>) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(at.at_key(key, "must not be empty"));
+    }
+    Ok(())
+}

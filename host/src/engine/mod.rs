@@ -1,0 +1,304 @@
+//! `host run`: one run of a pipeline, exactly once.
+//!
+//! 1. Decide what to read: a pending load left by a crash is replayed exactly (same files,
+//!    same watermark, same load id); otherwise the files not yet consumed, past the watermark.
+//! 2. Stream: extract → transform plugins → validator plugins + built-in checks → sinks
+//!    (each sink's load open: one SQL transaction, or staged objects).
+//! 3. Record the pending load in the state store (flushed), then commit every sink (data and
+//!    load marker together), then commit the state: watermark, consumed files, run record.
+//!    A crash anywhere leaves either nothing visible or a pending load whose replay skips the
+//!    sinks that already hold its marker.
+
+mod fault;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+pub use summary::RunSummary;
+
+use crate::config::types::OnFail;
+use crate::extract::ExtractError;
+use crate::extract::incremental::CursorFilter;
+use crate::load::{LoadError, LoadSpec, SinkLoad};
+use crate::observe::Progress;
+use crate::plan::Plan;
+use crate::plugin::{PluginError, TransformSession, ValidateSession};
+use crate::schedule::retry::{Transient, retry};
+use crate::state::{FileFingerprint, PendingLoad, RunRecord, RunStatus, SledState, StateError, StateStore};
+use crate::validate::{Checker, Failures, ValidateError, Verdict};
+use fault::Fault;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Check(#[from] ValidateError),
+    #[error("sink `{sink}`: {source}")]
+    Load { sink: String, source: LoadError },
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    #[error("validation failed; nothing was loaded and the watermark is unchanged\n{0}")]
+    Validation(String),
+}
+
+impl Transient for RunError {
+    fn is_transient(&self) -> bool {
+        match self {
+            RunError::Extract(e) => e.is_transient(),
+            RunError::Load { source, .. } => source.is_transient(),
+            RunError::State(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Plain log lines instead of a progress bar.
+    pub quiet: bool,
+}
+
+/// Run the pipeline to completion (retrying transient failures per its retry policy).
+pub async fn run(plan: &mut Plan, options: RunOptions) -> Result<RunSummary, RunError> {
+    let state = SledState::open(&plan.state_dir)?;
+    let started = Instant::now();
+    let started_at = now();
+    let policy = plan.retry;
+    let what = format!("pipeline `{}`", plan.name);
+    let result = retry(&policy, &what, |_| attempt(plan, &state, options)).await;
+    match result {
+        Ok(summary) => Ok(summary.finished(started)),
+        Err(error) => {
+            let status = if matches!(error, RunError::Validation(_)) { RunStatus::ValidationFailed } else { RunStatus::Failed };
+            let record = RunRecord {
+                run_id: run_id(),
+                started_at,
+                finished_at: now(),
+                status,
+                load_id: None,
+                rows_read: 0,
+                rows_rejected: 0,
+                rows_quarantined: 0,
+                loaded: BTreeMap::new(),
+                watermark_before: state.watermark(&plan.name).ok().flatten(),
+                watermark_after: None,
+                error: Some(error.to_string()),
+            };
+            // The run failed already; a failure to record it must not hide why.
+            if let Err(e) = state.record_run(&plan.name, &record) {
+                tracing::warn!("could not record the failed run: {e}");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// What one run reads.
+struct Window {
+    load_id: String,
+    watermark_before: Option<String>,
+    files: Vec<crate::extract::file::FoundFile>,
+    replay: bool,
+}
+
+async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
+    let listed = plan.source.list().await?;
+    if let Some(pending) = state.pending_load(&plan.name)? {
+        // Replay exactly what the interrupted run was committing.
+        let files = listed.into_iter().filter(|f| pending.files.get(&f.path) == Some(&f.fingerprint)).collect::<Vec<_>>();
+        if files.len() != pending.files.len() {
+            tracing::warn!("files of the interrupted load {} changed since; replaying what is left", pending.load_id);
+        }
+        return Ok(Window { load_id: pending.load_id, watermark_before: pending.watermark_before, files, replay: true });
+    }
+    let consumed = state.consumed_files(&plan.name)?;
+    let files: Vec<_> = listed.into_iter().filter(|f| consumed.get(&f.path) != Some(&f.fingerprint)).collect();
+    let watermark_before = state.watermark(&plan.name)?.or_else(|| plan.initial_watermark.clone());
+    let mut hasher = Sha256::new();
+    hasher.update(plan.name.as_bytes());
+    hasher.update(format!("\n{watermark_before:?}\n").as_bytes());
+    for file in &files {
+        hasher.update(format!("{}\t{}\t{:?}\n", file.path, file.fingerprint.size, file.fingerprint.etag).as_bytes());
+    }
+    let load_id = hex::encode(&hasher.finalize()[..12]);
+    Ok(Window { load_id, watermark_before, files, replay: false })
+}
+
+/// An open load on one sink; `None` once the sink said it already holds this load.
+struct OpenSink {
+    name: String,
+    load: Option<Box<dyn SinkLoad>>,
+    started: bool,
+}
+
+async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<RunSummary, RunError> {
+    let window = window(plan, state).await?;
+    let mut summary = RunSummary::new(&plan.name, &window.load_id, window.watermark_before.clone());
+    if window.files.is_empty() {
+        summary.status = RunStatus::NothingNew;
+        state.record_run(&plan.name, &summary.record(run_id(), now()))?;
+        return Ok(summary);
+    }
+    let fault = Fault::from_env();
+    let mut progress = Progress::new(options.quiet, &plan.name);
+    let mut transforms: Vec<TransformSession> = plan
+        .transforms
+        .iter()
+        .map(|s| s.plugin.transform_session(&s.config_json, s.policy))
+        .collect::<Result<_, _>>()?;
+    let mut validators: Vec<ValidateSession> = plan
+        .validators
+        .iter()
+        .map(|s| s.plugin.validate_session(&s.config_json, s.policy))
+        .collect::<Result<_, _>>()?;
+    let mut checker = Checker::new(&plan.checks);
+    let mut cursor = plan.cursor.as_ref().map(|c| CursorFilter::new(c, window.watermark_before.clone()));
+    let mut sinks: Vec<OpenSink> = plan.sinks.iter().map(|s| OpenSink { name: s.name().to_string(), load: None, started: false }).collect();
+    let mut quarantine = OpenSink { name: "quarantine".into(), load: None, started: false };
+    let mut failures = Failures::default();
+
+    let outcome: Result<(), RunError> = async {
+        for file in &window.files {
+            progress.file(&file.path);
+            let mut batches = plan.source.read(file).await?;
+            while let Some(batch) = batches.next().await {
+                let mut batch = batch?;
+                if let Some(cursor) = cursor.as_mut() {
+                    batch = cursor.apply(batch)?;
+                }
+                let read = batch.num_rows();
+                summary.rows_read += read as u64;
+                for session in &mut transforms {
+                    batch = tokio::task::block_in_place(|| session.transform(&batch))?;
+                }
+                summary.rows_rejected += (read - batch.num_rows()) as u64;
+
+                let mut verdict = Verdict::default();
+                checker.check_batch(&batch, &mut verdict)?;
+                if batch.num_rows() > 0 {
+                    for (session, step) in validators.iter_mut().zip(&plan.validators) {
+                        let checks = tokio::task::block_in_place(|| session.validate(&batch))?;
+                        for check in checks.iter().filter(|c| !c.passed) {
+                            let name = format!("{}:{}", session.plugin().name(), check.name);
+                            if check.failing_rows.is_empty() {
+                                failures.load_level.push(format!("{name} ({}): {}", step.label, check.message));
+                            }
+                            for &row in &check.failing_rows {
+                                verdict.fail(row as usize, &name);
+                            }
+                        }
+                    }
+                }
+                let good = if verdict.is_clean() {
+                    batch
+                } else {
+                    failures.add(&batch, &verdict);
+                    let (good, bad) = verdict.split(&batch);
+                    if plan.on_fail == OnFail::Quarantine {
+                        summary.rows_quarantined += bad.num_rows() as u64;
+                        write(plan.quarantine.as_deref().map(|q| (q, &mut quarantine)), plan, &window, &bad).await?;
+                    }
+                    good
+                };
+                if plan.on_fail == OnFail::Abort && !failures.is_empty() {
+                    continue; // keep checking, to report every failure; nothing will be written
+                }
+                if good.num_rows() > 0 {
+                    for (sink, open) in plan.sinks.iter().zip(sinks.iter_mut()) {
+                        write(Some((sink.as_ref(), open)), plan, &window, &good).await?;
+                    }
+                }
+                progress.rows(read as u64);
+            }
+        }
+        let loaded_rows = summary.rows_read - summary.rows_rejected - summary.rows_quarantined;
+        failures.load_level.extend(checker.check_load(loaded_rows));
+        let blocking = !failures.load_level.is_empty() || (plan.on_fail == OnFail::Abort && !failures.is_empty());
+        if blocking {
+            return Err(RunError::Validation(failures.report()));
+        }
+        Ok(())
+    }
+    .await;
+    progress.finish();
+
+    if let Err(error) = outcome {
+        for open in sinks.iter_mut().chain(std::iter::once(&mut quarantine)) {
+            if let Some(load) = open.load.take()
+                && let Err(e) = load.abort().await
+            {
+                tracing::warn!("sink `{}`: could not abort the load: {e}", open.name);
+            }
+        }
+        return Err(error);
+    }
+
+    let watermark_after = cursor.as_ref().and_then(|c| c.next_watermark()).or(window.watermark_before.clone());
+    let files: BTreeMap<String, FileFingerprint> = window.files.iter().map(|f| (f.path.clone(), f.fingerprint.clone())).collect();
+    if !window.replay {
+        let pending = PendingLoad {
+            load_id: window.load_id.clone(),
+            watermark_before: window.watermark_before.clone(),
+            watermark_after: watermark_after.clone(),
+            files: files.clone(),
+            created_at: now(),
+        };
+        state.record_pending(&plan.name, &pending)?;
+    }
+    fault.at("before_sink_commit");
+    for open in sinks.iter_mut().chain(std::iter::once(&mut quarantine)) {
+        let already_held = open.started && open.load.is_none();
+        let committed = match open.load.take() {
+            Some(load) => load.commit().await.map_err(|source| RunError::Load { sink: open.name.clone(), source })?,
+            None => 0,
+        };
+        if open.name != "quarantine" {
+            summary.loaded.insert(open.name.clone(), committed);
+            if already_held {
+                summary.replayed_sinks.push(open.name.clone());
+            }
+        }
+        fault.at("after_first_sink_commit");
+    }
+    fault.at("after_sink_commit");
+    summary.status = RunStatus::Succeeded;
+    summary.watermark_after = watermark_after.clone();
+    summary.files = window.files.len();
+    state.commit_load(&plan.name, watermark_after.as_deref(), &files, &summary.record(run_id(), now()))?;
+    Ok(summary)
+}
+
+/// Write a batch to a sink's load, beginning the load on first use. A sink that already
+/// holds this load id (a replay) is skipped.
+async fn write(target: Option<(&dyn crate::load::Sink, &mut OpenSink)>, plan: &Plan, window: &Window, batch: &RecordBatch) -> Result<(), RunError> {
+    let Some((sink, open)) = target else { return Ok(()) };
+    let error = |source| RunError::Load { sink: open.name.clone(), source };
+    if !open.started {
+        open.started = true;
+        let spec = LoadSpec { pipeline: plan.name.clone(), load_id: window.load_id.clone(), schema: batch.schema() };
+        open.load = sink.begin(&spec).await.map_err(error)?;
+        if open.load.is_none() {
+            tracing::info!("sink `{}` already holds load {}; skipping it", open.name, window.load_id);
+        }
+    }
+    if let Some(load) = open.load.as_mut() {
+        load.write(batch).await.map_err(|source| RunError::Load { sink: open.name.clone(), source })?;
+    }
+    Ok(())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn run_id() -> String {
+    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), rand::random::<u16>())
+}

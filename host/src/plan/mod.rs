@@ -1,0 +1,238 @@
+//! A pipeline made ready to run: source opened, plugins built and loaded, sinks connected.
+//! `host validate` stops here; `host plan` prints it; `host run` executes it.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::LoadedPipeline;
+use crate::config::types::{self, LoadMode, OnFail, Source, Step};
+use crate::config::types::Check as CheckSpec;
+use crate::extract::file::{FileSource, FileSpec};
+use crate::load::Sink;
+use crate::load::parquet::ParquetSink;
+use crate::load::sqlite::SqliteSink;
+use crate::plugin::build::{BuildOptions, build};
+use crate::plugin::{Plugin, PluginKind, Runtime, StepPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{step}: {message}")]
+    Plugin { step: String, message: String },
+    #[error(transparent)]
+    Extract(#[from] crate::extract::ExtractError),
+    #[error("sink `{sink}`: {source}")]
+    Sink { sink: String, source: crate::load::LoadError },
+    #[error(transparent)]
+    Runtime(#[from] crate::plugin::RuntimeError),
+}
+
+/// One plugin step, loaded.
+pub struct PlannedStep {
+    pub label: String,
+    pub plugin: Plugin,
+    pub config_json: String,
+    pub policy: StepPolicy,
+}
+
+pub struct Plan {
+    pub name: String,
+    pub base_dir: PathBuf,
+    pub source: FileSource,
+    pub source_pattern: String,
+    pub cursor: Option<String>,
+    pub initial_watermark: Option<String>,
+    pub transforms: Vec<PlannedStep>,
+    pub validators: Vec<PlannedStep>,
+    pub checks: Vec<CheckSpec>,
+    pub on_fail: OnFail,
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub quarantine: Option<Box<dyn Sink>>,
+    pub retry: types::RetryPolicy,
+    pub state_dir: PathBuf,
+}
+
+impl Plan {
+    pub async fn new(loaded: &LoadedPipeline, runtime: &Runtime, quiet: bool) -> Result<Plan, PlanError> {
+        let pipeline = &loaded.pipeline;
+        let Source::Files(files) = &pipeline.source;
+        let spec = FileSpec {
+            pattern: files.path.get_ref().clone(),
+            format: files.format,
+            batch_size: files.batch_size,
+            declared: files.schema.iter().map(|(k, v)| (k.clone(), *v.get_ref())).collect(),
+        };
+        let source = FileSource::local(&loaded.base_dir, spec)?;
+
+        let mut transforms = Vec::new();
+        let mut validators = Vec::new();
+        for (index, step) in pipeline.steps.iter().enumerate() {
+            let (wanted, step) = match step {
+                Step::Transform(s) => (PluginKind::Transformer, s),
+                Step::Validate(s) => (PluginKind::Validator, s),
+            };
+            let label = format!("steps[{index}] ({})", step.plugin.get_ref());
+            let plugin = load_plugin(runtime, &loaded.resolve(step.plugin.get_ref()), quiet)
+                .map_err(|message| PlanError::Plugin { step: label.clone(), message })?;
+            if plugin.kind() != wanted {
+                return Err(PlanError::Plugin {
+                    step: label,
+                    message: format!("`kind = \"{}\"` but the plugin is a {}", kind_name(wanted), plugin.kind().as_str()),
+                });
+            }
+            let planned = PlannedStep {
+                label,
+                plugin,
+                config_json: crate::config::plugin_config_json(step),
+                policy: StepPolicy { limits: step.limits, grants: step.grants, rows: step.rows },
+            };
+            match wanted {
+                PluginKind::Transformer => transforms.push(planned),
+                PluginKind::Validator => validators.push(planned),
+            }
+        }
+
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        for (sink, mode) in pipeline.sinks.iter().zip(&loaded.modes) {
+            sinks.push(open_sink(loaded, sink, mode.clone()).await?);
+        }
+        let quarantine = match &pipeline.quarantine {
+            Some(q) => Some(Box::new(
+                ParquetSink::new("quarantine", &loaded.resolve(q.path.get_ref()), None, LoadMode::Append)
+                    .map_err(|source| PlanError::Sink { sink: "quarantine".into(), source })?,
+            ) as Box<dyn Sink>),
+            None => None,
+        };
+        Ok(Plan {
+            name: pipeline.name.get_ref().clone(),
+            base_dir: loaded.base_dir.clone(),
+            source,
+            source_pattern: files.path.get_ref().clone(),
+            cursor: files.incremental.as_ref().map(|i| i.cursor.get_ref().clone()),
+            initial_watermark: files.incremental.as_ref().and_then(|i| i.initial.clone()),
+            transforms,
+            validators,
+            checks: pipeline.checks.iter().map(|c| c.get_ref().clone()).collect(),
+            on_fail: pipeline.on_fail,
+            sinks,
+            quarantine,
+            retry: pipeline.retry,
+            state_dir: loaded.resolve(&pipeline.state.path),
+        })
+    }
+}
+
+fn kind_name(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Transformer => "transform",
+        PluginKind::Validator => "validate",
+    }
+}
+
+async fn open_sink(loaded: &LoadedPipeline, sink: &types::Sink, mode: LoadMode) -> Result<Box<dyn Sink>, PlanError> {
+    let error = |source| PlanError::Sink { sink: sink.name().to_string(), source };
+    Ok(match sink {
+        types::Sink::Sqlite(s) => {
+            Box::new(SqliteSink::connect(&s.name, &loaded.resolve(s.path.get_ref()), s.table.get_ref(), mode).await.map_err(error)?)
+        }
+        types::Sink::Parquet(s) => {
+            Box::new(ParquetSink::new(&s.name, &loaded.resolve(s.path.get_ref()), s.partition_by.clone(), mode).map_err(error)?)
+        }
+    })
+}
+
+/// A plugin from a crate directory (built first) or a `.wasm` component.
+pub fn load_plugin(runtime: &Runtime, path: &Path, quiet: bool) -> Result<Plugin, String> {
+    let component = if path.is_dir() {
+        build(path, &BuildOptions { quiet, ..Default::default() }).map_err(|e| e.to_string())?.path
+    } else {
+        path.to_path_buf()
+    };
+    runtime.load(&component).map_err(|e| e.to_string())
+}
+
+/// What `host validate` and `host plan` report about a pipeline without running it.
+pub struct Report {
+    /// The first source file's schema, or `None` when no file matches yet.
+    pub source_schema: Option<arrow::datatypes::SchemaRef>,
+    /// The schema after each transform, in order.
+    pub step_schemas: Vec<(String, arrow::datatypes::SchemaRef)>,
+    pub problems: Vec<String>,
+}
+
+/// Load every plugin and follow the schema from the source through the transforms to the
+/// checks and the cursor: every column a check or a mode names must exist.
+pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report, PlanError> {
+    let pipeline = &loaded.pipeline;
+    let Source::Files(files) = &pipeline.source;
+    let spec = FileSpec {
+        pattern: files.path.get_ref().clone(),
+        format: files.format,
+        batch_size: files.batch_size,
+        declared: files.schema.iter().map(|(k, v)| (k.clone(), *v.get_ref())).collect(),
+    };
+    let source = FileSource::local(&loaded.base_dir, spec)?;
+    let mut problems = Vec::new();
+    let mut step_schemas = Vec::new();
+    let source_schema = match source.list().await?.first() {
+        Some(file) => Some(source.schema(file).await?),
+        None => {
+            problems.push(format!("no file matches `{}` yet", files.path.get_ref()));
+            None
+        }
+    };
+    let mut schema = source_schema.clone();
+    if let (Some(schema), Some(incremental)) = (&schema, &files.incremental)
+        && schema.field_with_name(incremental.cursor.get_ref()).is_err()
+    {
+        problems.push(format!("the cursor column `{}` is not in the source", incremental.cursor.get_ref()));
+    }
+    for (index, step) in pipeline.steps.iter().enumerate() {
+        let (Step::Transform(s) | Step::Validate(s)) = step;
+        let label = format!("steps[{index}] ({})", s.plugin.get_ref());
+        let plugin = load_plugin(runtime, &loaded.resolve(s.plugin.get_ref()), true)
+            .map_err(|message| PlanError::Plugin { step: label.clone(), message })?;
+        let policy = StepPolicy { limits: s.limits, grants: s.grants, rows: s.rows };
+        match (step, plugin.kind()) {
+            (Step::Transform(_), PluginKind::Transformer) => {
+                if let Some(input) = &schema {
+                    let mut session = plugin
+                        .transform_session(&crate::config::plugin_config_json(s), policy)
+                        .map_err(|e| PlanError::Plugin { step: label.clone(), message: e.to_string() })?;
+                    let output = session.output_schema(input).map_err(|e| PlanError::Plugin { step: label.clone(), message: e.to_string() })?;
+                    step_schemas.push((label, output.clone()));
+                    schema = Some(output);
+                }
+            }
+            (Step::Validate(_), PluginKind::Validator) => {
+                plugin.instantiate_once(&policy).map_err(|e| PlanError::Plugin { step: label, message: e.to_string() })?;
+            }
+            (_, found) => problems.push(format!("{label}: the plugin is a {}, not what `kind` says", found.as_str())),
+        }
+    }
+    if let Some(schema) = &schema {
+        let missing = |column: &str| schema.field_with_name(column).is_err();
+        for check in &pipeline.checks {
+            let column = match check.get_ref() {
+                CheckSpec::NotNull { column }
+                | CheckSpec::Unique { column }
+                | CheckSpec::Range { column, .. }
+                | CheckSpec::AcceptedValues { column, .. }
+                | CheckSpec::Regex { column, .. } => column,
+                CheckSpec::RowCount { .. } => continue,
+            };
+            if missing(column) {
+                problems.push(format!("check `{}` names column `{column}`, which the steps do not produce", crate::validate::check_name(check.get_ref())));
+            }
+        }
+        for (sink, mode) in pipeline.sinks.iter().zip(&loaded.modes) {
+            let columns: Vec<&String> = match mode {
+                LoadMode::Append => Vec::new(),
+                LoadMode::ReplacePartition { column } => vec![column],
+                LoadMode::Merge { keys } => keys.iter().collect(),
+            };
+            for column in columns.into_iter().filter(|c| missing(c)) {
+                problems.push(format!("sink `{}` needs column `{column}`, which the steps do not produce", sink.name()));
+            }
+        }
+    }
+    Ok(Report { source_schema, step_schemas, problems })
+}
