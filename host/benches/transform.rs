@@ -28,8 +28,8 @@ fn main() {
     let built = build(
         &workspace_root().join("plugins/orders-transform"),
         &BuildOptions {
-            target_dir: Some(target_dir().join("plugins")),
             quiet: true,
+            ..Default::default()
         },
     )
     .expect("build orders-transform");

@@ -16,11 +16,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod extract;
 pub mod load;
 pub mod observe;
 pub mod plan;
-pub mod engine;
 pub mod plugin;
 pub mod schedule;
 pub mod state;

@@ -3,28 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{stderr, stdout};
 
 fn host(args: &[&str]) -> Output {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| common::workspace_root().join("target"));
-    Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(args)
-        .current_dir(common::workspace_root())
-        // The outer `cargo test` may hold its target directory: build plugins beside it.
-        .env("CARGO_TARGET_DIR", target.join("plugins"))
-        .env("WEIR_CACHE_DIR", target.join("weir-cache"))
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::host().args(args).output().unwrap()
 }
 
 #[test]

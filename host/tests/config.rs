@@ -396,6 +396,13 @@ path = "data/*.csv
             .unwrap()
             .contains("TOML parse error at line 4")
     );
+
+    let twice = error_of("name = \"orders\"\n[source]\nkind = \"files\"\nkind = \"files\"\n");
+    let first = twice.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "TMP/pipelines/orders.toml:4: source.kind: invalid TOML: duplicate key"
+    );
 }
 
 #[test]
@@ -544,6 +551,10 @@ table = "orders"
     shows_no_secret(&debug);
     assert!(debug.contains("db-${API_TOKEN}.db"), "{debug}");
     shows_no_secret(&format!("{loaded:#?}"));
+    assert_eq!(
+        loaded.redact(&format!("token {SECRET}")),
+        "token ${API_TOKEN}"
+    );
 
     // Errors that would quote the value: a wrong variant, a wrong type, a missing plugin,
     // a duplicate name, a bad regex.
@@ -747,28 +758,4 @@ fn an_unreadable_file_names_the_path() {
             .to_string()
             .starts_with("/nonexistent/weir/orders.toml: cannot read the pipeline file: ")
     );
-}
-
-#[test]
-fn zz_explore() {
-    for toml in [
-        "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"data/*.csv\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\nmode = upsert\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\nkind = \"x\"\n",
-        "name = \"orders\"\n[source\nkind = \"files\"\n",
-        "name = \"orders\"\n[source]\nkind = 3\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\nformat = 3\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\nincremental = 3\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\nschema = { a = \"int65\" }\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\n[[steps]]\nkind = \"transform\"\nplugin = \"x\"\nlimits = { memory_mb = 3 }\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\n[[steps]]\nkind = \"transform\"\nplugin = \"x\"\nrows = \"sam\"\n",
-        "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\n[[checks]]\ncheck = \"range\"\ncolumn = \"x\"\nmin = \"a\"\n",
-        "name = \"orders\"\nsinks = 3\n[source]\nkind = \"files\"\npath = \"x\"\n",
-        "name = \"orders\"\nsource = 3\n",
-        "",
-    ] {
-        let p = Project::new(toml);
-        println!("{}\n---", p.error(&[]));
-    }
-    panic!();
 }

@@ -12,7 +12,9 @@ use crate::plugin::Runtime;
 use crate::state::{SledState, StateStore};
 
 fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 pub fn run(file: &Path, quiet: bool) -> anyhow::Result<Outcome> {
@@ -64,13 +66,21 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
         let report = plan::check(&loaded, &runtime).await?;
         println!("pipeline {}", pipeline.name.get_ref());
         if let Some(schema) = &report.source_schema {
-            println!("source   {} → {}", super::source_pattern(&loaded), columns(schema));
+            println!(
+                "source   {} → {}",
+                super::source_pattern(&loaded),
+                columns(schema)
+            );
         }
         for (step, schema) in &report.step_schemas {
             println!("step     {step} → {}", columns(schema));
         }
         for check in &pipeline.checks {
-            println!("check    {} (on fail: {:?})", crate::validate::check_name(check.get_ref()), pipeline.on_fail);
+            println!(
+                "check    {} (on fail: {:?})",
+                crate::validate::check_name(check.get_ref()),
+                pipeline.on_fail
+            );
         }
         for (sink, mode) in pipeline.sinks.iter().zip(&loaded.modes) {
             println!("sink     {} ({mode:?})", sink.name());
@@ -78,14 +88,23 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
         let state = SledState::open(&loaded.resolve(&pipeline.state.path))?;
         let name = pipeline.name.get_ref();
         let watermark = state.watermark(name)?;
-        println!("watermark {}", watermark.as_deref().unwrap_or("(none: reads everything)"));
+        println!(
+            "watermark {}",
+            watermark.as_deref().unwrap_or("(none: reads everything)")
+        );
         if let Some(pending) = state.pending_load(name)? {
-            println!("pending  load {} was interrupted; the next run replays it", pending.load_id);
+            println!(
+                "pending  load {} was interrupted; the next run replays it",
+                pending.load_id
+            );
         }
         let consumed = state.consumed_files(name)?;
         let plan = Plan::new(&loaded, &runtime, true).await?;
         let files = plan.source.list().await?;
-        let new: Vec<_> = files.iter().filter(|f| consumed.get(&f.path) != Some(&f.fingerprint)).collect();
+        let new: Vec<_> = files
+            .iter()
+            .filter(|f| consumed.get(&f.path) != Some(&f.fingerprint))
+            .collect();
         println!("would read {} of {} files:", new.len(), files.len());
         for file in new {
             println!("  {} ({} bytes)", file.path, file.fingerprint.size);

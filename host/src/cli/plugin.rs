@@ -126,10 +126,14 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
         plugin.kind().as_str(),
         plugin.short_digest()
     );
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let _context = tokio.enter();
-    let (input_schema, batches) = tokio.block_on(open_input(&args.input, args.batch_size.max(1)))?;
-    let input = futures::executor::block_on_stream(batches).map(|b| b.map(|b| without_provenance(&b)));
+    let (input_schema, batches) =
+        tokio.block_on(open_input(&args.input, args.batch_size.max(1)))?;
+    let input =
+        futures::executor::block_on_stream(batches).map(|b| b.map(|b| without_provenance(&b)));
     let started = Instant::now();
     match plugin.kind() {
         PluginKind::Transformer => {
@@ -216,18 +220,36 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
 
 /// The input file as one-file source (the same reader `host run` uses).
 async fn open_input(path: &Path, batch_size: usize) -> anyhow::Result<(SchemaRef, BatchStream)> {
-    let name = path.file_name().and_then(|n| n.to_str()).context("--input must name a file")?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let spec = FileSpec { pattern: glob::Pattern::escape(name), format: None, batch_size, declared: Default::default() };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("--input must name a file")?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let spec = FileSpec {
+        pattern: glob::Pattern::escape(name),
+        format: None,
+        batch_size,
+        declared: Default::default(),
+    };
     let source = FileSource::local(dir, spec)?;
-    let file = source.list().await?.into_iter().next().with_context(|| format!("{} does not exist", path.display()))?;
+    let file = source
+        .list()
+        .await?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{} does not exist", path.display()))?;
     let schema = source.schema(&file).await?;
     Ok((schema, source.read(&file).await?))
 }
 
 /// A pipeline's provenance columns mean nothing to a plugin tried on its own.
 fn without_provenance(batch: &RecordBatch) -> RecordBatch {
-    let keep: Vec<usize> = (0..batch.num_columns()).filter(|&i| !batch.schema().field(i).name().starts_with("_weir_")).collect();
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| !batch.schema().field(i).name().starts_with("_weir_"))
+        .collect();
     batch.project(&keep).expect("indexes within the batch")
 }
 

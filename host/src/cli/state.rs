@@ -32,14 +32,20 @@ pub fn state(command: StateCommand) -> anyhow::Result<Outcome> {
         StateCommand::Show { pipeline } => {
             let (name, state) = open(&pipeline)?;
             println!("pipeline  {name}");
-            println!("watermark {}", state.watermark(&name)?.as_deref().unwrap_or("(none)"));
+            println!(
+                "watermark {}",
+                state.watermark(&name)?.as_deref().unwrap_or("(none)")
+            );
             let files = state.consumed_files(&name)?;
             println!("consumed files: {}", files.len());
             for (path, fingerprint) in files {
                 println!("  {path} ({} bytes)", fingerprint.size);
             }
             if let Some(pending) = state.pending_load(&name)? {
-                println!("interrupted load {} (the next run replays it)", pending.load_id);
+                println!(
+                    "interrupted load {} (the next run replays it)",
+                    pending.load_id
+                );
             }
         }
         StateCommand::Reset { pipeline, to } => {
@@ -56,10 +62,18 @@ pub fn state(command: StateCommand) -> anyhow::Result<Outcome> {
 
 pub fn runs(pipeline: &Path, limit: usize) -> anyhow::Result<Outcome> {
     let (name, state) = open(pipeline)?;
-    println!("{:<28} {:<17} {:>8} {:>8} {:>8}  watermark after / error", "run", "status", "read", "quar.", "loaded");
+    println!(
+        "{:<28} {:<17} {:>8} {:>8} {:>8}  watermark after / error",
+        "run", "status", "read", "quar.", "loaded"
+    );
     for run in state.runs(&name, limit)? {
         let loaded: u64 = run.loaded.values().max().copied().unwrap_or(0);
-        let tail = run.error.as_deref().map(|e| e.lines().next().unwrap_or("")).or(run.watermark_after.as_deref()).unwrap_or("");
+        let tail = run
+            .error
+            .as_deref()
+            .map(|e| e.lines().next().unwrap_or(""))
+            .or(run.watermark_after.as_deref())
+            .unwrap_or("");
         println!(
             "{:<28} {:<17} {:>8} {:>8} {:>8}  {tail}",
             run.run_id,

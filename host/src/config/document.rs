@@ -84,7 +84,7 @@ impl Index {
 
     /// A syntax error's key, from the partial tree: the last key written on the error's line
     /// before it (an unclosed string ends past every span), or, for a key written twice, the
-    /// first one (the second is not in the tree).
+    /// earlier one (the second is not in the tree). Nodes are in key order, not file order.
     pub(super) fn key_near(&self, src: &str, span: &Range<usize>) -> Option<String> {
         let offset = span.start.min(src.len());
         let line_start = src[..offset].rfind('\n').map_or(0, |nl| nl + 1);
@@ -95,12 +95,12 @@ impl Index {
         };
         let on_line = keys()
             .filter(|(key, _)| (line_start..=offset).contains(&key.start))
-            .last();
+            .max_by_key(|(key, _)| key.start);
         let written = src.get(span.clone());
         let same_key = || {
             keys()
                 .filter(|(key, _)| key.start < offset && src.get(key.clone()) == written)
-                .last()
+                .max_by_key(|(key, _)| key.start)
         };
         on_line.or_else(same_key).map(|(_, path)| path.clone())
     }

@@ -156,7 +156,8 @@ impl<'a> Locator<'a> {
         ConfigError::Invalid {
             file: self.file.to_path_buf(),
             line: line_of(self.src, span.start),
-            key: self.secrets.redact(&key),
+            // Keys come from the file's keys, which are never interpolated.
+            key,
             message: self.secrets.redact(&message),
             raw: raw.map(|raw| self.secrets.redact(&raw)),
         }

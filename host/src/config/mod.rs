@@ -39,6 +39,12 @@ impl LoadedPipeline {
     pub fn resolve(&self, relative: &str) -> PathBuf {
         self.base_dir.join(relative)
     }
+
+    /// `text` with every value substituted from the environment shown as `${NAME}`: for
+    /// messages elsewhere that quote a path or setting from the pipeline.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets.redact(text)
+    }
 }
 
 /// Masks the substituted environment values, which the pipeline holds in clear.

@@ -29,7 +29,9 @@ use crate::observe::Progress;
 use crate::plan::Plan;
 use crate::plugin::{PluginError, TransformSession, ValidateSession};
 use crate::schedule::retry::{Transient, retry};
-use crate::state::{FileFingerprint, PendingLoad, RunRecord, RunStatus, SledState, StateError, StateStore};
+use crate::state::{
+    FileFingerprint, PendingLoad, RunRecord, RunStatus, SledState, StateError, StateStore,
+};
 use crate::validate::{Checker, Failures, ValidateError, Verdict};
 use fault::Fault;
 
@@ -77,7 +79,11 @@ pub async fn run(plan: &mut Plan, options: RunOptions) -> Result<RunSummary, Run
     match result {
         Ok(summary) => Ok(summary.finished(started)),
         Err(error) => {
-            let status = if matches!(error, RunError::Validation(_)) { RunStatus::ValidationFailed } else { RunStatus::Failed };
+            let status = if matches!(error, RunError::Validation(_)) {
+                RunStatus::ValidationFailed
+            } else {
+                RunStatus::Failed
+            };
             let record = RunRecord {
                 run_id: run_id(),
                 started_at,
@@ -113,23 +119,50 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
     let listed = plan.source.list().await?;
     if let Some(pending) = state.pending_load(&plan.name)? {
         // Replay exactly what the interrupted run was committing.
-        let files = listed.into_iter().filter(|f| pending.files.get(&f.path) == Some(&f.fingerprint)).collect::<Vec<_>>();
+        let files = listed
+            .into_iter()
+            .filter(|f| pending.files.get(&f.path) == Some(&f.fingerprint))
+            .collect::<Vec<_>>();
         if files.len() != pending.files.len() {
-            tracing::warn!("files of the interrupted load {} changed since; replaying what is left", pending.load_id);
+            tracing::warn!(
+                "files of the interrupted load {} changed since; replaying what is left",
+                pending.load_id
+            );
         }
-        return Ok(Window { load_id: pending.load_id, watermark_before: pending.watermark_before, files, replay: true });
+        return Ok(Window {
+            load_id: pending.load_id,
+            watermark_before: pending.watermark_before,
+            files,
+            replay: true,
+        });
     }
     let consumed = state.consumed_files(&plan.name)?;
-    let files: Vec<_> = listed.into_iter().filter(|f| consumed.get(&f.path) != Some(&f.fingerprint)).collect();
-    let watermark_before = state.watermark(&plan.name)?.or_else(|| plan.initial_watermark.clone());
+    let files: Vec<_> = listed
+        .into_iter()
+        .filter(|f| consumed.get(&f.path) != Some(&f.fingerprint))
+        .collect();
+    let watermark_before = state
+        .watermark(&plan.name)?
+        .or_else(|| plan.initial_watermark.clone());
     let mut hasher = Sha256::new();
     hasher.update(plan.name.as_bytes());
     hasher.update(format!("\n{watermark_before:?}\n").as_bytes());
     for file in &files {
-        hasher.update(format!("{}\t{}\t{:?}\n", file.path, file.fingerprint.size, file.fingerprint.etag).as_bytes());
+        hasher.update(
+            format!(
+                "{}\t{}\t{:?}\n",
+                file.path, file.fingerprint.size, file.fingerprint.etag
+            )
+            .as_bytes(),
+        );
     }
     let load_id = hex::encode(&hasher.finalize()[..12]);
-    Ok(Window { load_id, watermark_before, files, replay: false })
+    Ok(Window {
+        load_id,
+        watermark_before,
+        files,
+        replay: false,
+    })
 }
 
 /// An open load on one sink; `None` once the sink said it already holds this load.
@@ -139,7 +172,11 @@ struct OpenSink {
     started: bool,
 }
 
-async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<RunSummary, RunError> {
+async fn attempt(
+    plan: &Plan,
+    state: &SledState,
+    options: RunOptions,
+) -> Result<RunSummary, RunError> {
     let window = window(plan, state).await?;
     let mut summary = RunSummary::new(&plan.name, &window.load_id, window.watermark_before.clone());
     if window.files.is_empty() {
@@ -160,9 +197,24 @@ async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<
         .map(|s| s.plugin.validate_session(&s.config_json, s.policy))
         .collect::<Result<_, _>>()?;
     let mut checker = Checker::new(&plan.checks);
-    let mut cursor = plan.cursor.as_ref().map(|c| CursorFilter::new(c, window.watermark_before.clone()));
-    let mut sinks: Vec<OpenSink> = plan.sinks.iter().map(|s| OpenSink { name: s.name().to_string(), load: None, started: false }).collect();
-    let mut quarantine = OpenSink { name: "quarantine".into(), load: None, started: false };
+    let mut cursor = plan
+        .cursor
+        .as_ref()
+        .map(|c| CursorFilter::new(c, window.watermark_before.clone()));
+    let mut sinks: Vec<OpenSink> = plan
+        .sinks
+        .iter()
+        .map(|s| OpenSink {
+            name: s.name().to_string(),
+            load: None,
+            started: false,
+        })
+        .collect();
+    let mut quarantine = OpenSink {
+        name: "quarantine".into(),
+        load: None,
+        started: false,
+    };
     let mut failures = Failures::default();
 
     let outcome: Result<(), RunError> = async {
@@ -189,7 +241,9 @@ async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<
                         for check in checks.iter().filter(|c| !c.passed) {
                             let name = format!("{}:{}", session.plugin().name(), check.name);
                             if check.failing_rows.is_empty() {
-                                failures.load_level.push(format!("{name} ({}): {}", step.label, check.message));
+                                failures
+                                    .load_level
+                                    .push(format!("{name} ({}): {}", step.label, check.message));
                             }
                             for &row in &check.failing_rows {
                                 verdict.fail(row as usize, &name);
@@ -204,7 +258,13 @@ async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<
                     let (good, bad) = verdict.split(&batch);
                     if plan.on_fail == OnFail::Quarantine {
                         summary.rows_quarantined += bad.num_rows() as u64;
-                        write(plan.quarantine.as_deref().map(|q| (q, &mut quarantine)), plan, &window, &bad).await?;
+                        write(
+                            plan.quarantine.as_deref().map(|q| (q, &mut quarantine)),
+                            plan,
+                            &window,
+                            &bad,
+                        )
+                        .await?;
                     }
                     good
                 };
@@ -221,7 +281,8 @@ async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<
         }
         let loaded_rows = summary.rows_read - summary.rows_rejected - summary.rows_quarantined;
         failures.load_level.extend(checker.check_load(loaded_rows));
-        let blocking = !failures.load_level.is_empty() || (plan.on_fail == OnFail::Abort && !failures.is_empty());
+        let blocking = !failures.load_level.is_empty()
+            || (plan.on_fail == OnFail::Abort && !failures.is_empty());
         if blocking {
             return Err(RunError::Validation(failures.report()));
         }
@@ -241,8 +302,15 @@ async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<
         return Err(error);
     }
 
-    let watermark_after = cursor.as_ref().and_then(|c| c.next_watermark()).or(window.watermark_before.clone());
-    let files: BTreeMap<String, FileFingerprint> = window.files.iter().map(|f| (f.path.clone(), f.fingerprint.clone())).collect();
+    let watermark_after = cursor
+        .as_ref()
+        .and_then(|c| c.next_watermark())
+        .or(window.watermark_before.clone());
+    let files: BTreeMap<String, FileFingerprint> = window
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.fingerprint.clone()))
+        .collect();
     if !window.replay {
         let pending = PendingLoad {
             load_id: window.load_id.clone(),
@@ -257,7 +325,10 @@ async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<
     for open in sinks.iter_mut().chain(std::iter::once(&mut quarantine)) {
         let already_held = open.started && open.load.is_none();
         let committed = match open.load.take() {
-            Some(load) => load.commit().await.map_err(|source| RunError::Load { sink: open.name.clone(), source })?,
+            Some(load) => load.commit().await.map_err(|source| RunError::Load {
+                sink: open.name.clone(),
+                source,
+            })?,
             None => 0,
         };
         if open.name != "quarantine" {
@@ -272,25 +343,51 @@ async fn attempt(plan: &Plan, state: &SledState, options: RunOptions) -> Result<
     summary.status = RunStatus::Succeeded;
     summary.watermark_after = watermark_after.clone();
     summary.files = window.files.len();
-    state.commit_load(&plan.name, watermark_after.as_deref(), &files, &summary.record(run_id(), now()))?;
+    state.commit_load(
+        &plan.name,
+        watermark_after.as_deref(),
+        &files,
+        &summary.record(run_id(), now()),
+    )?;
     Ok(summary)
 }
 
 /// Write a batch to a sink's load, beginning the load on first use. A sink that already
 /// holds this load id (a replay) is skipped.
-async fn write(target: Option<(&dyn crate::load::Sink, &mut OpenSink)>, plan: &Plan, window: &Window, batch: &RecordBatch) -> Result<(), RunError> {
-    let Some((sink, open)) = target else { return Ok(()) };
-    let error = |source| RunError::Load { sink: open.name.clone(), source };
+async fn write(
+    target: Option<(&dyn crate::load::Sink, &mut OpenSink)>,
+    plan: &Plan,
+    window: &Window,
+    batch: &RecordBatch,
+) -> Result<(), RunError> {
+    let Some((sink, open)) = target else {
+        return Ok(());
+    };
+    let error = |source| RunError::Load {
+        sink: open.name.clone(),
+        source,
+    };
     if !open.started {
         open.started = true;
-        let spec = LoadSpec { pipeline: plan.name.clone(), load_id: window.load_id.clone(), schema: batch.schema() };
+        let spec = LoadSpec {
+            pipeline: plan.name.clone(),
+            load_id: window.load_id.clone(),
+            schema: batch.schema(),
+        };
         open.load = sink.begin(&spec).await.map_err(error)?;
         if open.load.is_none() {
-            tracing::info!("sink `{}` already holds load {}; skipping it", open.name, window.load_id);
+            tracing::info!(
+                "sink `{}` already holds load {}; skipping it",
+                open.name,
+                window.load_id
+            );
         }
     }
     if let Some(load) = open.load.as_mut() {
-        load.write(batch).await.map_err(|source| RunError::Load { sink: open.name.clone(), source })?;
+        load.write(batch).await.map_err(|source| RunError::Load {
+            sink: open.name.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -300,5 +397,9 @@ fn now() -> String {
 }
 
 fn run_id() -> String {
-    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), rand::random::<u16>())
+    format!(
+        "{}-{:04x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        rand::random::<u16>()
+    )
 }

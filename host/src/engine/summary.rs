@@ -29,7 +29,11 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    pub(super) fn new(pipeline: &str, load_id: &str, watermark_before: Option<String>) -> RunSummary {
+    pub(super) fn new(
+        pipeline: &str,
+        load_id: &str,
+        watermark_before: Option<String>,
+    ) -> RunSummary {
         RunSummary {
             pipeline: pipeline.to_string(),
             status: RunStatus::Failed,
@@ -76,18 +80,35 @@ impl fmt::Display for RunSummary {
         writeln!(f, "pipeline   {}", self.pipeline)?;
         writeln!(f, "status     {:?}", self.status)?;
         if self.status == RunStatus::NothingNew {
-            writeln!(f, "nothing new to load (watermark {})", show(&self.watermark_before))?;
+            writeln!(
+                f,
+                "nothing new to load (watermark {})",
+                show(&self.watermark_before)
+            )?;
             return write!(f, "duration   {:.2} s", self.duration.as_secs_f64());
         }
         writeln!(f, "load       {} ({} files)", self.load_id, self.files)?;
         writeln!(f, "rows read        {:>10}", self.rows_read)?;
-        writeln!(f, "rows rejected    {:>10}  (dropped by transforms)", self.rows_rejected)?;
+        writeln!(
+            f,
+            "rows rejected    {:>10}  (dropped by transforms)",
+            self.rows_rejected
+        )?;
         writeln!(f, "rows quarantined {:>10}", self.rows_quarantined)?;
         for (sink, rows) in &self.loaded {
-            let note = if self.replayed_sinks.contains(sink) { "  (already loaded: replay skipped)" } else { "" };
+            let note = if self.replayed_sinks.contains(sink) {
+                "  (already loaded: replay skipped)"
+            } else {
+                ""
+            };
             writeln!(f, "loaded {sink:<10}{rows:>10}{note}")?;
         }
-        writeln!(f, "watermark  {} -> {}", show(&self.watermark_before), show(&self.watermark_after))?;
+        writeln!(
+            f,
+            "watermark  {} -> {}",
+            show(&self.watermark_before),
+            show(&self.watermark_after)
+        )?;
         write!(f, "duration   {:.2} s", self.duration.as_secs_f64())
     }
 }

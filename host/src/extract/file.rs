@@ -65,38 +65,62 @@ pub fn arrow_type(t: ColumnType) -> DataType {
 impl FileSource {
     /// Files on local disk, the pattern relative to `base_dir`.
     pub fn local(base_dir: &Path, spec: FileSpec) -> Result<FileSource, ExtractError> {
-        let pattern_error = |message: String| ExtractError::Pattern { pattern: spec.pattern.clone(), message };
+        let pattern_error = |message: String| ExtractError::Pattern {
+            pattern: spec.pattern.clone(),
+            message,
+        };
         // The directory part before the first glob character is the store's root.
-        let first_glob = spec.pattern.find(['*', '?', '[']).unwrap_or(spec.pattern.len());
+        let first_glob = spec
+            .pattern
+            .find(['*', '?', '['])
+            .unwrap_or(spec.pattern.len());
         let root_len = spec.pattern[..first_glob].rfind('/').map_or(0, |i| i + 1);
         let (root, rest) = spec.pattern.split_at(root_len);
         let root_dir: PathBuf = base_dir.join(root);
         if !root_dir.is_dir() {
-            return Err(pattern_error(format!("directory {} does not exist", root_dir.display())));
+            return Err(pattern_error(format!(
+                "directory {} does not exist",
+                root_dir.display()
+            )));
         }
-        let store = LocalFileSystem::new_with_prefix(&root_dir).map_err(|e| pattern_error(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&root_dir)
+            .map_err(|e| pattern_error(e.to_string()))?;
         let matcher = glob::Pattern::new(rest).map_err(|e| pattern_error(e.to_string()))?;
-        Ok(FileSource { store: Arc::new(store), root_display: root.to_string(), matcher, spec })
+        Ok(FileSource {
+            store: Arc::new(store),
+            root_display: root.to_string(),
+            matcher,
+            spec,
+        })
     }
 
     /// The matching files, sorted by path (the order they are read in).
     pub async fn list(&self) -> Result<Vec<FoundFile>, ExtractError> {
-        let options = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
         let mut found: Vec<FoundFile> = self
             .store
             .list(None)
-            .map_err(|source| ExtractError::List { root: self.root_display.clone(), source })
+            .map_err(|source| ExtractError::List {
+                root: self.root_display.clone(),
+                source,
+            })
             .try_filter_map(|meta| async move {
                 let relative = meta.location.to_string();
-                Ok(self.matcher.matches_with(&relative, options).then(|| FoundFile {
-                    path: format!("{}{relative}", self.root_display),
-                    location: meta.location,
-                    fingerprint: FileFingerprint {
-                        size: meta.size,
-                        etag: meta.e_tag,
-                        modified_ms: Some(meta.last_modified.timestamp_millis()),
-                    },
-                }))
+                Ok(self
+                    .matcher
+                    .matches_with(&relative, options)
+                    .then(|| FoundFile {
+                        path: format!("{}{relative}", self.root_display),
+                        location: meta.location,
+                        fingerprint: FileFingerprint {
+                            size: meta.size,
+                            etag: meta.e_tag,
+                            modified_ms: Some(meta.last_modified.timestamp_millis()),
+                        },
+                    }))
             })
             .try_collect()
             .await?;
@@ -108,11 +132,20 @@ impl FileSource {
         if let Some(format) = self.spec.format {
             return Ok(format);
         }
-        match file.path.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+        match file
+            .path
+            .rsplit('.')
+            .next()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("csv") => Ok(FileFormat::Csv),
             Some("json" | "ndjson" | "jsonl") => Ok(FileFormat::Ndjson),
             Some("parquet") => Ok(FileFormat::Parquet),
-            _ => Err(read_error(file, "unknown file type: set `format` to csv, ndjson or parquet")),
+            _ => Err(read_error(
+                file,
+                "unknown file type: set `format` to csv, ndjson or parquet",
+            )),
         }
     }
 
@@ -127,7 +160,10 @@ impl FileSource {
                     .get_range(&file.location, 0..file.fingerprint.size.min(INFER_BYTES))
                     .await
                     .map_err(|e| io_error(file, e))?;
-                Arc::new(infer_schema(format == FileFormat::Csv, &head, INFER_RECORDS).map_err(|e| read_error(file, e))?)
+                Arc::new(
+                    infer_schema(format == FileFormat::Csv, &head, INFER_RECORDS)
+                        .map_err(|e| read_error(file, e))?,
+                )
             }
         };
         Ok(self.apply_declared(&raw))
@@ -145,9 +181,18 @@ impl FileSource {
         Arc::new(Schema::new(fields))
     }
 
-    async fn parquet_builder(&self, file: &FoundFile) -> Result<ParquetRecordBatchStreamBuilder<ObjectReader>, ExtractError> {
-        let reader = ObjectReader::new(self.store.clone(), file.location.clone(), file.fingerprint.size);
-        ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| read_error(file, format!("not a readable Parquet file: {e}")))
+    async fn parquet_builder(
+        &self,
+        file: &FoundFile,
+    ) -> Result<ParquetRecordBatchStreamBuilder<ObjectReader>, ExtractError> {
+        let reader = ObjectReader::new(
+            self.store.clone(),
+            file.location.clone(),
+            file.fingerprint.size,
+        );
+        ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| read_error(file, format!("not a readable Parquet file: {e}")))
     }
 
     /// Read one file as a stream of batches with provenance columns appended.
@@ -155,16 +200,32 @@ impl FileSource {
         let schema = self.schema(file).await?;
         let batches: BatchStream = match self.format_of(file)? {
             FileFormat::Parquet => {
-                let stream = self.parquet_builder(file).await?.with_batch_size(self.spec.batch_size).build().map_err(|e| read_error(file, e))?;
+                let stream = self
+                    .parquet_builder(file)
+                    .await?
+                    .with_batch_size(self.spec.batch_size)
+                    .build()
+                    .map_err(|e| read_error(file, e))?;
                 let (path, target) = (file.path.clone(), schema.clone());
-                stream.map(move |b| b.map_err(|e| read_error_at(&path, e)).and_then(|b| cast_to(&path, b, &target))).boxed()
+                stream
+                    .map(move |b| {
+                        b.map_err(|e| read_error_at(&path, e))
+                            .and_then(|b| cast_to(&path, b, &target))
+                    })
+                    .boxed()
             }
             format => {
                 let decoder = match format {
                     FileFormat::Csv => TextDecoder::csv(schema, self.spec.batch_size),
-                    _ => TextDecoder::json(schema, self.spec.batch_size).map_err(|e| read_error(file, e))?,
+                    _ => TextDecoder::json(schema, self.spec.batch_size)
+                        .map_err(|e| read_error(file, e))?,
                 };
-                let bytes = self.store.get(&file.location).await.map_err(|e| io_error(file, e))?.into_stream();
+                let bytes = self
+                    .store
+                    .get(&file.location)
+                    .await
+                    .map_err(|e| io_error(file, e))?
+                    .into_stream();
                 decode_stream(file.path.clone(), bytes, decoder)
             }
         };
@@ -192,7 +253,10 @@ fn decode_stream(
     tokio::spawn(async move {
         let result: Result<(), ExtractError> = async {
             while let Some(chunk) = bytes.next().await {
-                let chunk = chunk.map_err(|e| ExtractError::Read { path: path.clone(), message: format!("I/O: {e}") })?;
+                let chunk = chunk.map_err(|e| ExtractError::Read {
+                    path: path.clone(),
+                    message: format!("I/O: {e}"),
+                })?;
                 let mut rest = &chunk[..];
                 while !rest.is_empty() {
                     let used = decoder.decode(rest).map_err(|e| read_error_at(&path, e))?;
@@ -207,7 +271,9 @@ fn decode_stream(
                                 return Ok(()); // the reader went away
                             }
                         }
-                        None if used == 0 => return Err(read_error_at(&path, "the decoder made no progress")),
+                        None if used == 0 => {
+                            return Err(read_error_at(&path, "the decoder made no progress"));
+                        }
                         None => {}
                     }
                 }
@@ -223,26 +289,42 @@ fn decode_stream(
             let _ = tx.send(Err(e)).await;
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
 
-fn with_provenance(batch: &RecordBatch, path: &str, first_row: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn with_provenance(
+    batch: &RecordBatch,
+    path: &str,
+    first_row: i64,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let rows = batch.num_rows();
     let mut fields = batch.schema().fields().to_vec();
     fields.push(Arc::new(Field::new(SOURCE_COLUMN, DataType::Utf8, false)));
     fields.push(Arc::new(Field::new(ROW_COLUMN, DataType::Int64, false)));
     let mut columns = batch.columns().to_vec();
     columns.push(Arc::new(StringArray::from(vec![path; rows])) as ArrayRef);
-    columns.push(Arc::new(Int64Array::from_iter_values(first_row..first_row + rows as i64)));
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        first_row..first_row + rows as i64,
+    )));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// Cast a Parquet batch's columns to the declared types.
-fn cast_to(path: &str, batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch, ExtractError> {
+fn cast_to(
+    path: &str,
+    batch: RecordBatch,
+    target: &SchemaRef,
+) -> Result<RecordBatch, ExtractError> {
     if batch.schema_ref() == target {
         return Ok(batch);
     }
-    let options = CastOptions { safe: false, ..Default::default() };
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let columns = batch
         .columns()
         .iter()
@@ -260,9 +342,15 @@ fn read_error(file: &FoundFile, message: impl ToString) -> ExtractError {
 }
 
 fn read_error_at(path: &str, message: impl ToString) -> ExtractError {
-    ExtractError::Read { path: path.to_string(), message: message.to_string() }
+    ExtractError::Read {
+        path: path.to_string(),
+        message: message.to_string(),
+    }
 }
 
 fn io_error(file: &FoundFile, e: object_store::Error) -> ExtractError {
-    ExtractError::Read { path: file.path.clone(), message: format!("I/O: {e}") }
+    ExtractError::Read {
+        path: file.path.clone(),
+        message: format!("I/O: {e}"),
+    }
 }

@@ -23,13 +23,29 @@ pub enum ExtractError {
     #[error("{path}: {message}")]
     Read { path: String, message: String },
     #[error("listing {root}: {source}")]
-    List { root: String, source: object_store::Error },
+    List {
+        root: String,
+        source: object_store::Error,
+    },
     #[error("{path}: cursor column `{column}` is missing")]
     MissingCursor { path: String, column: String },
-    #[error("{path} row {row}: cursor column `{column}` is null; an incremental load needs a cursor on every row")]
-    NullCursor { path: String, row: i64, column: String },
-    #[error("watermark `{watermark}` cannot be compared with cursor column `{column}` ({data_type}): {message}")]
-    Watermark { watermark: String, column: String, data_type: String, message: String },
+    #[error(
+        "{path} row {row}: cursor column `{column}` is null; an incremental load needs a cursor on every row"
+    )]
+    NullCursor {
+        path: String,
+        row: i64,
+        column: String,
+    },
+    #[error(
+        "watermark `{watermark}` cannot be compared with cursor column `{column}` ({data_type}): {message}"
+    )]
+    Watermark {
+        watermark: String,
+        column: String,
+        data_type: String,
+        message: String,
+    },
 }
 
 impl ExtractError {

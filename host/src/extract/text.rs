@@ -13,11 +13,20 @@ pub enum TextDecoder {
 
 impl TextDecoder {
     pub fn csv(schema: SchemaRef, batch_size: usize) -> TextDecoder {
-        TextDecoder::Csv(csv::ReaderBuilder::new(schema).with_header(true).with_batch_size(batch_size).build_decoder())
+        TextDecoder::Csv(
+            csv::ReaderBuilder::new(schema)
+                .with_header(true)
+                .with_batch_size(batch_size)
+                .build_decoder(),
+        )
     }
 
     pub fn json(schema: SchemaRef, batch_size: usize) -> Result<TextDecoder, ArrowError> {
-        Ok(TextDecoder::Json(json::ReaderBuilder::new(schema).with_batch_size(batch_size).build_decoder()?))
+        Ok(TextDecoder::Json(
+            json::ReaderBuilder::new(schema)
+                .with_batch_size(batch_size)
+                .build_decoder()?,
+        ))
     }
 
     /// Feed bytes; returns how many were consumed. Fewer than given means a batch is full.
@@ -37,12 +46,21 @@ impl TextDecoder {
 }
 
 /// Infer a schema from the first bytes of a file (cut at the last complete line).
-pub fn infer_schema(csv_format: bool, head: &[u8], max_records: usize) -> Result<arrow::datatypes::Schema, ArrowError> {
-    let end = head.iter().rposition(|&b| b == b'\n').map_or(head.len(), |i| i + 1);
+pub fn infer_schema(
+    csv_format: bool,
+    head: &[u8],
+    max_records: usize,
+) -> Result<arrow::datatypes::Schema, ArrowError> {
+    let end = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(head.len(), |i| i + 1);
     let head = &head[..end];
     if csv_format {
         let format = csv::reader::Format::default().with_header(true);
-        Ok(format.infer_schema(std::io::Cursor::new(head), Some(max_records))?.0)
+        Ok(format
+            .infer_schema(std::io::Cursor::new(head), Some(max_records))?
+            .0)
     } else {
         Ok(json::reader::infer_json_schema(std::io::BufReader::new(head), Some(max_records))?.0)
     }

@@ -56,14 +56,18 @@ pub enum LoadError {
         source: sqlx::Error,
     },
     /// An object store (dataset directory) operation failed.
-    #[error("sink `{sink}`: {action} failed: {source}; check that the dataset directory is writable and not full, then rerun")]
+    #[error(
+        "sink `{sink}`: {action} failed: {source}; check that the dataset directory is writable and not full, then rerun"
+    )]
     Store {
         sink: String,
         action: String,
         #[source]
         source: object_store::Error,
     },
-    #[error("sink `{sink}`: writing Parquet failed: {source}; check that the dataset directory is writable and not full, then rerun")]
+    #[error(
+        "sink `{sink}`: writing Parquet failed: {source}; check that the dataset directory is writable and not full, then rerun"
+    )]
     Parquet {
         sink: String,
         #[source]
@@ -128,7 +132,9 @@ fn sqlite_hint(error: &sqlx::Error) -> &'static str {
         Some(SQLITE_BUSY | SQLITE_LOCKED) => {
             "another connection holds the database lock; retrying may succeed, and if this persists stop the other writer"
         }
-        Some(SQLITE_IOERR | SQLITE_FULL) => "check the disk holding the database (space, permissions), then rerun",
+        Some(SQLITE_IOERR | SQLITE_FULL) => {
+            "check the disk holding the database (space, permissions), then rerun"
+        }
         _ if sqlx_is_transient(error) => "retrying may succeed",
         _ => "fix the table or the pipeline's columns, then rerun",
     }
@@ -152,16 +158,31 @@ fn store_is_transient(error: &object_store::Error) -> bool {
     )
 }
 
+pub(crate) fn failed_earlier(sink: &str) -> LoadError {
+    LoadError::Config {
+        sink: sink.to_owned(),
+        message: "an earlier write of this load failed, so the load cannot commit; abort it and run it again".into(),
+    }
+}
+
 /// The columns a sink writes: all but the `_weir_*` provenance columns, in schema order.
 pub(crate) fn data_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<_> =
-        schema.fields().iter().filter(|f| !f.name().starts_with(PROVENANCE_PREFIX)).cloned().collect();
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| !f.name().starts_with(PROVENANCE_PREFIX))
+        .cloned()
+        .collect();
     SchemaRef::new(Schema::new(fields))
 }
 
 /// `batch` reduced to the columns of `data` (looked up by name, so a batch whose columns
 /// come in another order still loads).
-pub(crate) fn project(sink: &str, batch: &RecordBatch, data: &SchemaRef) -> Result<RecordBatch, LoadError> {
+pub(crate) fn project(
+    sink: &str,
+    batch: &RecordBatch,
+    data: &SchemaRef,
+) -> Result<RecordBatch, LoadError> {
     let columns = data
         .fields()
         .iter()

@@ -30,7 +30,9 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
 
-use super::{LoadError, LoadMode, LoadSpec, PROVENANCE_PREFIX, Sink, SinkLoad, data_schema, project};
+use super::{
+    LoadError, LoadMode, LoadSpec, PROVENANCE_PREFIX, Sink, SinkLoad, data_schema, project,
+};
 
 /// Rows per file before the next file of the partition starts.
 pub const DEFAULT_ROWS_PER_FILE: u64 = 1_000_000;
@@ -51,14 +53,23 @@ pub struct ParquetSink {
 
 impl ParquetSink {
     /// A dataset in the directory `root` (created if missing).
-    pub fn new(name: &str, root: &FsPath, partition_by: Option<String>, mode: LoadMode) -> Result<ParquetSink, LoadError> {
+    pub fn new(
+        name: &str,
+        root: &FsPath,
+        partition_by: Option<String>,
+        mode: LoadMode,
+    ) -> Result<ParquetSink, LoadError> {
         std::fs::create_dir_all(root).map_err(|source| LoadError::Io {
             sink: name.to_owned(),
             action: format!("creating the dataset directory {}", root.display()),
             source,
         })?;
         let store = LocalFileSystem::new_with_prefix(root)
-            .map_err(|source| LoadError::Store { sink: name.to_owned(), action: format!("opening {}", root.display()), source })?
+            .map_err(|source| LoadError::Store {
+                sink: name.to_owned(),
+                action: format!("opening {}", root.display()),
+                source,
+            })?
             .with_automatic_cleanup(true)
             .with_fsync(true);
         let mut sink = Self::with_store(name, Arc::new(store), partition_by, mode)?;
@@ -73,24 +84,41 @@ impl ParquetSink {
         partition_by: Option<String>,
         mode: LoadMode,
     ) -> Result<ParquetSink, LoadError> {
-        let config = |message: String| LoadError::Config { sink: name.to_owned(), message };
+        let config = |message: String| LoadError::Config {
+            sink: name.to_owned(),
+            message,
+        };
         let (partition_by, replace) = match mode {
             LoadMode::Append => (partition_by, false),
             LoadMode::ReplacePartition { column } => match partition_by {
                 Some(p) if p != column => {
-                    return Err(config(format!("replace_partition on `{column}` needs partition_by = `{column}` (it is `{p}`)")));
+                    return Err(config(format!(
+                        "replace_partition on `{column}` needs partition_by = `{column}` (it is `{p}`)"
+                    )));
                 }
                 _ => (Some(column), true),
             },
             LoadMode::Merge { .. } => {
-                return Err(config("merge is not supported by the parquet sink; use append or replace_partition".into()));
+                return Err(config(
+                    "merge is not supported by the parquet sink; use append or replace_partition"
+                        .into(),
+                ));
             }
         };
-        if let Some(p) = partition_by.as_deref().filter(|p| p.starts_with(PROVENANCE_PREFIX)) {
-            return Err(config(format!("cannot partition by `{p}`: `_weir_` columns are never written")));
+        if let Some(p) = partition_by
+            .as_deref()
+            .filter(|p| p.starts_with(PROVENANCE_PREFIX))
+        {
+            return Err(config(format!(
+                "cannot partition by `{p}`: `_weir_` columns are never written"
+            )));
         }
         Ok(ParquetSink {
-            dataset: Dataset { sink: name.to_owned(), store, root: None },
+            dataset: Dataset {
+                sink: name.to_owned(),
+                store,
+                root: None,
+            },
             partition_by,
             replace,
             rows_per_file: DEFAULT_ROWS_PER_FILE,
@@ -157,13 +185,17 @@ impl Sink for ParquetSink {
         let intent = intent_path(&load.load_id);
         let stale = match io.store.get(&intent).await {
             Ok(found) => {
-                let bytes = found.bytes().await.map_err(|e| io.err("reading the previous attempt's intent", e))?;
+                let bytes = found
+                    .bytes()
+                    .await
+                    .map_err(|e| io.err("reading the previous attempt's intent", e))?;
                 serde_json::from_slice::<Vec<String>>(&bytes).unwrap_or_default()
             }
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(io.err("reading the previous attempt's intent", e)),
         };
-        io.delete_prefix(&staging_path(&load.load_id), Some(&intent)).await?;
+        io.delete_prefix(&staging_path(&load.load_id), Some(&intent))
+            .await?;
         Ok(Some(Box::new(ParquetLoad {
             io,
             load_id: load.load_id.clone(),
@@ -179,6 +211,7 @@ impl Sink for ParquetSink {
             stale,
             rows: 0,
             tick: 0,
+            failed: false,
             props: WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -207,6 +240,7 @@ struct ParquetLoad {
     rows: u64,
     tick: u64,
     props: WriterProperties,
+    failed: bool,
 }
 
 struct Partition {
@@ -225,7 +259,10 @@ struct OpenFile {
 
 impl ParquetLoad {
     fn parquet_err(&self, source: parquet::errors::ParquetError) -> LoadError {
-        LoadError::Parquet { sink: self.io.sink.clone(), source }
+        LoadError::Parquet {
+            sink: self.io.sink.clone(),
+            source,
+        }
     }
 
     async fn write_partition(&mut self, dir: String, batch: RecordBatch) -> Result<(), LoadError> {
@@ -233,7 +270,11 @@ impl ParquetLoad {
             Some(index) => *index,
             None => {
                 self.by_dir.insert(dir.clone(), self.partitions.len());
-                self.partitions.push(Partition { dir, files: 0, open: None });
+                self.partitions.push(Partition {
+                    dir,
+                    files: 0,
+                    open: None,
+                });
                 self.partitions.len() - 1
             }
         };
@@ -249,14 +290,34 @@ impl ParquetLoad {
             let partition = &mut self.partitions[index];
             let file = format!("part-{}-{}.parquet", self.load_id, partition.files);
             partition.files += 1;
-            let name = if partition.dir.is_empty() { file } else { format!("{}/{file}", partition.dir) };
-            let upload = BufWriter::new(self.io.store.clone(), self.io.staged(&self.load_id, &name)?);
-            let writer = AsyncArrowWriter::try_new(upload, self.file_schema.clone(), Some(self.props.clone()))
-                .map_err(|e| self.parquet_err(e))?;
-            self.partitions[index].open = Some(OpenFile { writer, name, rows: 0, last_used: 0 });
+            let name = if partition.dir.is_empty() {
+                file
+            } else {
+                format!("{}/{file}", partition.dir)
+            };
+            let upload =
+                BufWriter::new(self.io.store.clone(), self.io.staged(&self.load_id, &name)?);
+            let writer = AsyncArrowWriter::try_new(
+                upload,
+                self.file_schema.clone(),
+                Some(self.props.clone()),
+            )
+            .map_err(|e| self.parquet_err(e))?;
+            self.partitions[index].open = Some(OpenFile {
+                writer,
+                name,
+                rows: 0,
+                last_used: 0,
+            });
         }
         let file = self.partitions[index].open.as_mut().expect("opened above");
-        file.writer.write(&batch).await.map_err(|source| LoadError::Parquet { sink: self.io.sink.clone(), source })?;
+        file.writer
+            .write(&batch)
+            .await
+            .map_err(|source| LoadError::Parquet {
+                sink: self.io.sink.clone(),
+                source,
+            })?;
         file.rows += batch.num_rows() as u64;
         file.last_used = self.tick;
         if file.rows >= self.rows_per_file {
@@ -272,11 +333,8 @@ impl ParquetLoad {
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl SinkLoad for ParquetLoad {
-    async fn write(&mut self, batch: &RecordBatch) -> Result<(), LoadError> {
+    async fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), LoadError> {
         let batch = project(&self.io.sink, batch, &self.data)?;
         if batch.num_rows() == 0 {
             return Ok(());
@@ -292,46 +350,101 @@ impl SinkLoad for ParquetLoad {
             let part = if single {
                 body.clone()
             } else {
-                take_record_batch(&body, &UInt32Array::from(rows))
-                                        .map_err(|e| LoadError::Schema { sink: self.io.sink.clone(), message: format!("splitting a batch by partition: {e}") })?
+                take_record_batch(&body, &UInt32Array::from(rows)).map_err(|e| {
+                    LoadError::Schema {
+                        sink: self.io.sink.clone(),
+                        message: format!("splitting a batch by partition: {e}"),
+                    }
+                })?
             };
             self.write_partition(dir, part).await?;
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
+}
+
+#[async_trait]
+impl SinkLoad for ParquetLoad {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), LoadError> {
+        // A failed write may have written part of a batch: such a load must not commit.
+        if self.failed {
+            return Err(super::failed_earlier(&self.io.sink));
+        }
+        let result = self.write_batch(batch).await;
+        self.failed = result.is_err();
+        result
+    }
 
     async fn commit(mut self: Box<Self>) -> Result<u64, LoadError> {
+        if self.failed {
+            return Err(super::failed_earlier(&self.io.sink));
+        }
         for index in 0..self.partitions.len() {
             self.finish_file(index).await?;
         }
         // From here on only `Sync` parts are used: the writers are all closed.
-        let ParquetLoad { io, load_id, pipeline, replace, partitions, staged, stale, rows, .. } = *self;
-        let touched: Vec<String> = partitions.into_iter().map(|p| p.dir).filter(|d| replace && !d.is_empty()).collect();
+        let ParquetLoad {
+            io,
+            load_id,
+            pipeline,
+            replace,
+            partitions,
+            staged,
+            stale,
+            rows,
+            ..
+        } = *self;
+        let touched: Vec<String> = partitions
+            .into_iter()
+            .map(|p| p.dir)
+            .filter(|d| replace && !d.is_empty())
+            .collect();
         let finals: HashSet<&str> = staged.iter().map(|(name, _)| name.as_str()).collect();
         // The intent lists the stale names too, in case this attempt also stops halfway.
         let mut intent: Vec<&str> = finals.iter().copied().collect();
-        intent.extend(stale.iter().map(String::as_str).filter(|s| !finals.contains(s)));
+        intent.extend(
+            stale
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !finals.contains(s)),
+        );
         let payload = PutPayload::from(serde_json::to_vec(&intent).expect("strings serialize"));
-        io.store.put(&intent_path(&load_id), payload).await.map_err(|e| io.err("writing the commit intent", e))?;
+        io.store
+            .put(&intent_path(&load_id), payload)
+            .await
+            .map_err(|e| io.err("writing the commit intent", e))?;
         for (name, _) in &staged {
             let (from, to) = (io.staged(&load_id, name)?, io.path(name)?);
-            io.store.rename(&from, &to).await.map_err(|e| io.err(&format!("moving {name} into place"), e))?;
+            io.store
+                .rename(&from, &to)
+                .await
+                .map_err(|e| io.err(&format!("moving {name} into place"), e))?;
         }
         for name in stale.iter().filter(|s| !finals.contains(s.as_str())) {
             io.delete(&io.path(name)?).await?;
         }
         // replace_partition: whatever else the touched partitions hold is what this load replaces.
         for dir in &touched {
-            let objects: Vec<_> = io.store.list(Some(&io.path(dir)?)).try_collect().await
+            let objects: Vec<_> = io
+                .store
+                .list(Some(&io.path(dir)?))
+                .try_collect()
+                .await
                 .map_err(|e| io.err("listing a replaced partition", e))?;
-            for object in objects.iter().filter(|o| !finals.contains(o.location.as_ref())) {
+            for object in objects
+                .iter()
+                .filter(|o| !finals.contains(o.location.as_ref()))
+            {
                 io.delete(&object.location).await?;
             }
         }
         io.delete_prefix(&staging_path(&load_id), None).await?;
         io.remove_staging_dir(&load_id).await;
-        let objects: Vec<_> = staged.iter().map(|(path, rows)| json!({ "path": path, "rows": rows })).collect();
+        let objects: Vec<_> = staged
+            .iter()
+            .map(|(path, rows)| json!({ "path": path, "rows": rows }))
+            .collect();
         let marker = json!({
             "load_id": load_id,
             "pipeline": pipeline,
@@ -339,8 +452,12 @@ impl SinkLoad for ParquetLoad {
             "objects": objects,
             "committed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         });
-        let payload = PutPayload::from(serde_json::to_vec_pretty(&marker).expect("json serializes"));
-        io.store.put(&marker_path(&load_id), payload).await.map_err(|e| io.err("writing the load marker", e))?;
+        let payload =
+            PutPayload::from(serde_json::to_vec_pretty(&marker).expect("json serializes"));
+        io.store
+            .put(&marker_path(&load_id), payload)
+            .await
+            .map_err(|e| io.err("writing the load marker", e))?;
         Ok(rows)
     }
 
@@ -351,7 +468,9 @@ impl SinkLoad for ParquetLoad {
                 let _ = file.writer.into_inner().abort().await;
             }
         }
-        let ParquetLoad { io, load_id, stale, .. } = *self;
+        let ParquetLoad {
+            io, load_id, stale, ..
+        } = *self;
         // Objects an interrupted earlier attempt moved into place are this load's too.
         for name in &stale {
             io.delete(&io.path(name)?).await?;
@@ -375,7 +494,11 @@ struct Dataset {
 
 impl Dataset {
     fn err(&self, action: &str, source: object_store::Error) -> LoadError {
-        LoadError::Store { sink: self.sink.clone(), action: action.to_owned(), source }
+        LoadError::Store {
+            sink: self.sink.clone(),
+            action: action.to_owned(),
+            source,
+        }
     }
 
     fn path(&self, name: &str) -> Result<Path, LoadError> {
@@ -388,7 +511,12 @@ impl Dataset {
 
     /// Deletes every object under `prefix` except `keep`; a missing object is not an error.
     async fn delete_prefix(&self, prefix: &Path, keep: Option<&Path>) -> Result<(), LoadError> {
-        let objects: Vec<_> = self.store.list(Some(prefix)).try_collect().await.map_err(|e| self.err("listing", e))?;
+        let objects: Vec<_> = self
+            .store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.err("listing", e))?;
         for object in objects.into_iter().filter(|o| Some(&o.location) != keep) {
             self.delete(&object.location).await?;
         }
@@ -414,10 +542,18 @@ impl Dataset {
 }
 
 /// Row indices grouped by partition directory (`col=value`), in order of first appearance.
-fn partition_rows(sink: &str, column: &str, array: &dyn Array) -> Result<Vec<(String, Vec<u32>)>, LoadError> {
-    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default()).map_err(|e| LoadError::Schema {
-        sink: sink.to_owned(),
-        message: format!("partition column `{column}` cannot be turned into directory names: {e}"),
+fn partition_rows(
+    sink: &str,
+    column: &str,
+    array: &dyn Array,
+) -> Result<Vec<(String, Vec<u32>)>, LoadError> {
+    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default()).map_err(|e| {
+        LoadError::Schema {
+            sink: sink.to_owned(),
+            message: format!(
+                "partition column `{column}` cannot be turned into directory names: {e}"
+            ),
+        }
     })?;
     let prefix = format!("{}=", escape(column));
     let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
@@ -468,10 +604,15 @@ fn check_load_id(sink: &str, load_id: &str) -> Result<(), LoadError> {
     // The id becomes part of object names: keep it to characters that need no escaping.
     let ok = !load_id.is_empty()
         && !load_id.starts_with('.')
-        && load_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && load_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(LoadError::Config { sink: sink.to_owned(), message: format!("load id {load_id:?} must be ASCII letters, digits, `-`, `_` or `.`") })
+        Err(LoadError::Config {
+            sink: sink.to_owned(),
+            message: format!("load id {load_id:?} must be ASCII letters, digits, `-`, `_` or `.`"),
+        })
     }
 }

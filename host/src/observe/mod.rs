@@ -13,7 +13,12 @@ impl Progress {
     pub fn new(quiet: bool, pipeline: &str) -> Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {prefix} {msg} {human_pos} rows ({per_sec})").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {prefix} {msg} {human_pos} rows ({per_sec})",
+                )
+                .expect("valid template"),
+            );
             bar.set_prefix(pipeline.to_string());
             bar
         });

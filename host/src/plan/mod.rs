@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::LoadedPipeline;
-use crate::config::types::{self, LoadMode, OnFail, Source, Step};
 use crate::config::types::Check as CheckSpec;
+use crate::config::types::{self, LoadMode, OnFail, Source, Step};
 use crate::extract::file::{FileSource, FileSpec};
 use crate::load::Sink;
 use crate::load::parquet::ParquetSink;
@@ -20,7 +20,10 @@ pub enum PlanError {
     #[error(transparent)]
     Extract(#[from] crate::extract::ExtractError),
     #[error("sink `{sink}`: {source}")]
-    Sink { sink: String, source: crate::load::LoadError },
+    Sink {
+        sink: String,
+        source: crate::load::LoadError,
+    },
     #[error(transparent)]
     Runtime(#[from] crate::plugin::RuntimeError),
 }
@@ -51,14 +54,22 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub async fn new(loaded: &LoadedPipeline, runtime: &Runtime, quiet: bool) -> Result<Plan, PlanError> {
+    pub async fn new(
+        loaded: &LoadedPipeline,
+        runtime: &Runtime,
+        quiet: bool,
+    ) -> Result<Plan, PlanError> {
         let pipeline = &loaded.pipeline;
         let Source::Files(files) = &pipeline.source;
         let spec = FileSpec {
             pattern: files.path.get_ref().clone(),
             format: files.format,
             batch_size: files.batch_size,
-            declared: files.schema.iter().map(|(k, v)| (k.clone(), *v.get_ref())).collect(),
+            declared: files
+                .schema
+                .iter()
+                .map(|(k, v)| (k.clone(), *v.get_ref()))
+                .collect(),
         };
         let source = FileSource::local(&loaded.base_dir, spec)?;
 
@@ -71,18 +82,29 @@ impl Plan {
             };
             let label = format!("steps[{index}] ({})", step.plugin.get_ref());
             let plugin = load_plugin(runtime, &loaded.resolve(step.plugin.get_ref()), quiet)
-                .map_err(|message| PlanError::Plugin { step: label.clone(), message })?;
+                .map_err(|message| PlanError::Plugin {
+                    step: label.clone(),
+                    message,
+                })?;
             if plugin.kind() != wanted {
                 return Err(PlanError::Plugin {
                     step: label,
-                    message: format!("`kind = \"{}\"` but the plugin is a {}", kind_name(wanted), plugin.kind().as_str()),
+                    message: format!(
+                        "`kind = \"{}\"` but the plugin is a {}",
+                        kind_name(wanted),
+                        plugin.kind().as_str()
+                    ),
                 });
             }
             let planned = PlannedStep {
                 label,
                 plugin,
                 config_json: crate::config::plugin_config_json(step),
-                policy: StepPolicy { limits: step.limits, grants: step.grants, rows: step.rows },
+                policy: StepPolicy {
+                    limits: step.limits,
+                    grants: step.grants,
+                    rows: step.rows,
+                },
             };
             match wanted {
                 PluginKind::Transformer => transforms.push(planned),
@@ -96,8 +118,16 @@ impl Plan {
         }
         let quarantine = match &pipeline.quarantine {
             Some(q) => Some(Box::new(
-                ParquetSink::new("quarantine", &loaded.resolve(q.path.get_ref()), None, LoadMode::Append)
-                    .map_err(|source| PlanError::Sink { sink: "quarantine".into(), source })?,
+                ParquetSink::new(
+                    "quarantine",
+                    &loaded.resolve(q.path.get_ref()),
+                    None,
+                    LoadMode::Append,
+                )
+                .map_err(|source| PlanError::Sink {
+                    sink: "quarantine".into(),
+                    source,
+                })?,
             ) as Box<dyn Sink>),
             None => None,
         };
@@ -106,11 +136,18 @@ impl Plan {
             base_dir: loaded.base_dir.clone(),
             source,
             source_pattern: files.path.get_ref().clone(),
-            cursor: files.incremental.as_ref().map(|i| i.cursor.get_ref().clone()),
+            cursor: files
+                .incremental
+                .as_ref()
+                .map(|i| i.cursor.get_ref().clone()),
             initial_watermark: files.incremental.as_ref().and_then(|i| i.initial.clone()),
             transforms,
             validators,
-            checks: pipeline.checks.iter().map(|c| c.get_ref().clone()).collect(),
+            checks: pipeline
+                .checks
+                .iter()
+                .map(|c| c.get_ref().clone())
+                .collect(),
             on_fail: pipeline.on_fail,
             sinks,
             quarantine,
@@ -127,22 +164,50 @@ fn kind_name(kind: PluginKind) -> &'static str {
     }
 }
 
-async fn open_sink(loaded: &LoadedPipeline, sink: &types::Sink, mode: LoadMode) -> Result<Box<dyn Sink>, PlanError> {
-    let error = |source| PlanError::Sink { sink: sink.name().to_string(), source };
+async fn open_sink(
+    loaded: &LoadedPipeline,
+    sink: &types::Sink,
+    mode: LoadMode,
+) -> Result<Box<dyn Sink>, PlanError> {
+    let error = |source| PlanError::Sink {
+        sink: sink.name().to_string(),
+        source,
+    };
     Ok(match sink {
-        types::Sink::Sqlite(s) => {
-            Box::new(SqliteSink::connect(&s.name, &loaded.resolve(s.path.get_ref()), s.table.get_ref(), mode).await.map_err(error)?)
-        }
-        types::Sink::Parquet(s) => {
-            Box::new(ParquetSink::new(&s.name, &loaded.resolve(s.path.get_ref()), s.partition_by.clone(), mode).map_err(error)?)
-        }
+        types::Sink::Sqlite(s) => Box::new(
+            SqliteSink::connect(
+                &s.name,
+                &loaded.resolve(s.path.get_ref()),
+                s.table.get_ref(),
+                mode,
+            )
+            .await
+            .map_err(error)?,
+        ),
+        types::Sink::Parquet(s) => Box::new(
+            ParquetSink::new(
+                &s.name,
+                &loaded.resolve(s.path.get_ref()),
+                s.partition_by.clone(),
+                mode,
+            )
+            .map_err(error)?,
+        ),
     })
 }
 
 /// A plugin from a crate directory (built first) or a `.wasm` component.
 pub fn load_plugin(runtime: &Runtime, path: &Path, quiet: bool) -> Result<Plugin, String> {
     let component = if path.is_dir() {
-        build(path, &BuildOptions { quiet, ..Default::default() }).map_err(|e| e.to_string())?.path
+        build(
+            path,
+            &BuildOptions {
+                quiet,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?
+        .path
     } else {
         path.to_path_buf()
     };
@@ -167,7 +232,11 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
         pattern: files.path.get_ref().clone(),
         format: files.format,
         batch_size: files.batch_size,
-        declared: files.schema.iter().map(|(k, v)| (k.clone(), *v.get_ref())).collect(),
+        declared: files
+            .schema
+            .iter()
+            .map(|(k, v)| (k.clone(), *v.get_ref()))
+            .collect(),
     };
     let source = FileSource::local(&loaded.base_dir, spec)?;
     let mut problems = Vec::new();
@@ -181,31 +250,61 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
     };
     let mut schema = source_schema.clone();
     if let (Some(schema), Some(incremental)) = (&schema, &files.incremental)
-        && schema.field_with_name(incremental.cursor.get_ref()).is_err()
+        && schema
+            .field_with_name(incremental.cursor.get_ref())
+            .is_err()
     {
-        problems.push(format!("the cursor column `{}` is not in the source", incremental.cursor.get_ref()));
+        problems.push(format!(
+            "the cursor column `{}` is not in the source",
+            incremental.cursor.get_ref()
+        ));
     }
     for (index, step) in pipeline.steps.iter().enumerate() {
         let (Step::Transform(s) | Step::Validate(s)) = step;
         let label = format!("steps[{index}] ({})", s.plugin.get_ref());
-        let plugin = load_plugin(runtime, &loaded.resolve(s.plugin.get_ref()), true)
-            .map_err(|message| PlanError::Plugin { step: label.clone(), message })?;
-        let policy = StepPolicy { limits: s.limits, grants: s.grants, rows: s.rows };
+        let plugin =
+            load_plugin(runtime, &loaded.resolve(s.plugin.get_ref()), true).map_err(|message| {
+                PlanError::Plugin {
+                    step: label.clone(),
+                    message,
+                }
+            })?;
+        let policy = StepPolicy {
+            limits: s.limits,
+            grants: s.grants,
+            rows: s.rows,
+        };
         match (step, plugin.kind()) {
             (Step::Transform(_), PluginKind::Transformer) => {
                 if let Some(input) = &schema {
                     let mut session = plugin
                         .transform_session(&crate::config::plugin_config_json(s), policy)
-                        .map_err(|e| PlanError::Plugin { step: label.clone(), message: e.to_string() })?;
-                    let output = session.output_schema(input).map_err(|e| PlanError::Plugin { step: label.clone(), message: e.to_string() })?;
+                        .map_err(|e| PlanError::Plugin {
+                            step: label.clone(),
+                            message: e.to_string(),
+                        })?;
+                    let output = session
+                        .output_schema(input)
+                        .map_err(|e| PlanError::Plugin {
+                            step: label.clone(),
+                            message: e.to_string(),
+                        })?;
                     step_schemas.push((label, output.clone()));
                     schema = Some(output);
                 }
             }
             (Step::Validate(_), PluginKind::Validator) => {
-                plugin.instantiate_once(&policy).map_err(|e| PlanError::Plugin { step: label, message: e.to_string() })?;
+                plugin
+                    .instantiate_once(&policy)
+                    .map_err(|e| PlanError::Plugin {
+                        step: label,
+                        message: e.to_string(),
+                    })?;
             }
-            (_, found) => problems.push(format!("{label}: the plugin is a {}, not what `kind` says", found.as_str())),
+            (_, found) => problems.push(format!(
+                "{label}: the plugin is a {}, not what `kind` says",
+                found.as_str()
+            )),
         }
     }
     if let Some(schema) = &schema {
@@ -220,7 +319,10 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
                 CheckSpec::RowCount { .. } => continue,
             };
             if missing(column) {
-                problems.push(format!("check `{}` names column `{column}`, which the steps do not produce", crate::validate::check_name(check.get_ref())));
+                problems.push(format!(
+                    "check `{}` names column `{column}`, which the steps do not produce",
+                    crate::validate::check_name(check.get_ref())
+                ));
             }
         }
         for (sink, mode) in pipeline.sinks.iter().zip(&loaded.modes) {
@@ -230,9 +332,16 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
                 LoadMode::Merge { keys } => keys.iter().collect(),
             };
             for column in columns.into_iter().filter(|c| missing(c)) {
-                problems.push(format!("sink `{}` needs column `{column}`, which the steps do not produce", sink.name()));
+                problems.push(format!(
+                    "sink `{}` needs column `{column}`, which the steps do not produce",
+                    sink.name()
+                ));
             }
         }
     }
-    Ok(Report { source_schema, step_schemas, problems })
+    Ok(Report {
+        source_schema,
+        step_schemas,
+        problems,
+    })
 }

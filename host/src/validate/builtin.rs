@@ -14,10 +14,23 @@ use crate::config::types::Check;
 enum Compiled {
     NotNull(String),
     Unique(String),
-    Range { column: String, min: Option<f64>, max: Option<f64> },
-    Accepted { column: String, values: HashSet<String> },
-    Regex { column: String, pattern: regex::Regex },
-    RowCount { min: Option<u64>, max: Option<u64> },
+    Range {
+        column: String,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Accepted {
+        column: String,
+        values: HashSet<String>,
+    },
+    Regex {
+        column: String,
+        pattern: regex::Regex,
+    },
+    RowCount {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
 }
 
 /// Runs the built-in checks over the batches of one load.
@@ -50,20 +63,31 @@ impl Checker {
                     Check::NotNull { column } => Compiled::NotNull(column),
                     Check::Unique { column } => Compiled::Unique(column),
                     Check::Range { column, min, max } => Compiled::Range { column, min, max },
-                    Check::AcceptedValues { column, values } => Compiled::Accepted { column, values: values.into_iter().collect() },
-                    Check::Regex { column, pattern } => {
-                        Compiled::Regex { column, pattern: regex::Regex::new(&pattern).expect("validated in config") }
-                    }
+                    Check::AcceptedValues { column, values } => Compiled::Accepted {
+                        column,
+                        values: values.into_iter().collect(),
+                    },
+                    Check::Regex { column, pattern } => Compiled::Regex {
+                        column,
+                        pattern: regex::Regex::new(&pattern).expect("validated in config"),
+                    },
                     Check::RowCount { min, max } => Compiled::RowCount { min, max },
                 };
                 (check_name(check), compiled)
             })
             .collect();
-        Checker { checks, seen: HashMap::new() }
+        Checker {
+            checks,
+            seen: HashMap::new(),
+        }
     }
 
     /// Run the per-row checks over one batch, adding failures to `verdict`.
-    pub fn check_batch(&mut self, batch: &RecordBatch, verdict: &mut Verdict) -> Result<(), ValidateError> {
+    pub fn check_batch(
+        &mut self,
+        batch: &RecordBatch,
+        verdict: &mut Verdict,
+    ) -> Result<(), ValidateError> {
         for (name, check) in &self.checks {
             match check {
                 Compiled::NotNull(column) => {
@@ -75,8 +99,9 @@ impl Checker {
                 Compiled::Unique(column) => {
                     let values = column_of(batch, name, column)?;
                     let seen = self.seen.entry(column.clone()).or_default();
-                    let formatter = ArrayFormatter::try_new(values.as_ref(), &FormatOptions::default())
-                        .map_err(|e| wrong_type(name, column, &values, e.to_string()))?;
+                    let formatter =
+                        ArrayFormatter::try_new(values.as_ref(), &FormatOptions::default())
+                            .map_err(|e| wrong_type(name, column, &values, e.to_string()))?;
                     for row in (0..values.len()).filter(|&i| values.is_valid(i)) {
                         if !seen.insert(formatter.value(row).to_string()) {
                             verdict.fail(row, name);
@@ -88,13 +113,18 @@ impl Checker {
                     let numbers = cast(&values, &DataType::Float64)
                         .map_err(|_| wrong_type(name, column, &values, "is not numeric".into()))?;
                     for (row, value) in numbers.as_primitive::<Float64Type>().iter().enumerate() {
-                        let out = value.is_some_and(|v| min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m) || v.is_nan());
+                        let out = value.is_some_and(|v| {
+                            min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m) || v.is_nan()
+                        });
                         if out {
                             verdict.fail(row, name);
                         }
                     }
                 }
-                Compiled::Accepted { column, values: accepted } => {
+                Compiled::Accepted {
+                    column,
+                    values: accepted,
+                } => {
                     for_each_text(batch, name, column, |row, text| {
                         if !accepted.contains(text) {
                             verdict.fail(row, name);
@@ -119,13 +149,17 @@ impl Checker {
         self.checks
             .iter()
             .filter_map(|(name, check)| match check {
-                Compiled::RowCount { min, max } if min.is_some_and(|m| rows < m) || max.is_some_and(|m| rows > m) => {
+                Compiled::RowCount { min, max }
+                    if min.is_some_and(|m| rows < m) || max.is_some_and(|m| rows > m) =>
+                {
                     let bounds = format!(
                         "between {} and {}",
                         min.map_or("0".into(), |m| m.to_string()),
                         max.map_or("any number".into(), |m| m.to_string())
                     );
-                    Some(format!("{name}: the load has {rows} rows; expected {bounds}"))
+                    Some(format!(
+                        "{name}: the load has {rows} rows; expected {bounds}"
+                    ))
                 }
                 _ => None,
             })
@@ -134,18 +168,21 @@ impl Checker {
 }
 
 fn column_of(batch: &RecordBatch, check: &str, column: &str) -> Result<ArrayRef, ValidateError> {
-    batch.column_by_name(column).cloned().ok_or_else(|| ValidateError::MissingColumn {
-        check: check.to_string(),
-        column: column.to_string(),
-        available: batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|n| !n.starts_with("_weir_"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+    batch
+        .column_by_name(column)
+        .cloned()
+        .ok_or_else(|| ValidateError::MissingColumn {
+            check: check.to_string(),
+            column: column.to_string(),
+            available: batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .filter(|n| !n.starts_with("_weir_"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 fn wrong_type(check: &str, column: &str, values: &ArrayRef, message: String) -> ValidateError {
@@ -158,9 +195,15 @@ fn wrong_type(check: &str, column: &str, values: &ArrayRef, message: String) -> 
 }
 
 /// Visit the non-null values of a column as text.
-fn for_each_text(batch: &RecordBatch, check: &str, column: &str, mut f: impl FnMut(usize, &str)) -> Result<(), ValidateError> {
+fn for_each_text(
+    batch: &RecordBatch,
+    check: &str,
+    column: &str,
+    mut f: impl FnMut(usize, &str),
+) -> Result<(), ValidateError> {
     let values = column_of(batch, check, column)?;
-    let text = cast(&values, &DataType::Utf8).map_err(|e| wrong_type(check, column, &values, e.to_string()))?;
+    let text = cast(&values, &DataType::Utf8)
+        .map_err(|e| wrong_type(check, column, &values, e.to_string()))?;
     for (row, value) in text.as_string::<i32>().iter().enumerate() {
         if let Some(value) = value {
             f(row, value);

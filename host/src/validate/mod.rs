@@ -22,9 +22,18 @@ pub const FAILED_CHECKS_COLUMN: &str = "_weir_failed_checks";
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
     #[error("check `{check}`: the data has no column `{column}` (columns: {available})")]
-    MissingColumn { check: String, column: String, available: String },
+    MissingColumn {
+        check: String,
+        column: String,
+        available: String,
+    },
     #[error("check `{check}`: column `{column}` ({data_type}) {message}")]
-    WrongType { check: String, column: String, data_type: String, message: String },
+    WrongType {
+        check: String,
+        column: String,
+        data_type: String,
+        message: String,
+    },
 }
 
 /// The failed checks of each failing row of one batch, by row index.
@@ -47,16 +56,23 @@ impl Verdict {
 
     /// The rows to load and the rows to quarantine (with the failed check names).
     pub fn split(&self, batch: &RecordBatch) -> (RecordBatch, RecordBatch) {
-        let keep = BooleanArray::from_iter((0..batch.num_rows()).map(|i| Some(!self.failing.contains_key(&i))));
+        let keep = BooleanArray::from_iter(
+            (0..batch.num_rows()).map(|i| Some(!self.failing.contains_key(&i))),
+        );
         let good = filter_record_batch(batch, &keep).expect("mask matches the batch");
         let indexes = UInt32Array::from_iter_values(self.failing.keys().map(|&i| i as u32));
         let bad = take_record_batch(batch, &indexes).expect("indexes within the batch");
         let reasons: StringArray = self.failing.values().map(|c| Some(c.join(","))).collect();
         let mut fields = bad.schema().fields().to_vec();
-        fields.push(Arc::new(Field::new(FAILED_CHECKS_COLUMN, DataType::Utf8, false)));
+        fields.push(Arc::new(Field::new(
+            FAILED_CHECKS_COLUMN,
+            DataType::Utf8,
+            false,
+        )));
         let mut columns = bad.columns().to_vec();
         columns.push(Arc::new(reasons) as ArrayRef);
-        let bad = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("same length");
+        let bad =
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("same length");
         (good, bad)
     }
 }
@@ -83,7 +99,8 @@ impl Failures {
             if self.examples.len() < EXAMPLES {
                 let source = provenance_source(batch);
                 let line = provenance_row(batch, row);
-                self.examples.push(format!("{source} row {line}: failed {}", checks.join(", ")));
+                self.examples
+                    .push(format!("{source} row {line}: failed {}", checks.join(", ")));
             }
         }
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use weir::plugin::build::{BuildOptions, build_many};
@@ -22,15 +23,12 @@ pub struct Components {
     pub hostile: PathBuf,
 }
 
-/// Build every plugin crate once per test binary, in one cargo call. The wasm build uses its
-/// own target directory: the outer `cargo test` may still hold a lock on the host's.
+/// Build every plugin crate once per test binary, in one cargo call (into cargo's own target
+/// directory, shared with `host plugin build`).
 pub fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
         let dirs = [
             "plugins/orders-transform",
             "plugins/orders-validator",
@@ -38,8 +36,8 @@ pub fn components() -> &'static Components {
         ]
         .map(|d| root.join(d));
         let options = BuildOptions {
-            target_dir: Some(target.join("plugins")),
             quiet: true,
+            ..Default::default()
         };
         let built = build_many(&dirs, &options).expect("building the plugins");
         let mut paths = built.into_iter().map(|b| b.path);
@@ -49,6 +47,27 @@ pub fn components() -> &'static Components {
             hostile: paths.next().unwrap(),
         }
     })
+}
+
+/// The `host` binary, run from the workspace root, with its component cache beside the
+/// build (so the test runs share compiled plugins).
+pub fn host() -> Command {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+    command
+        .current_dir(workspace_root())
+        .env("WEIR_CACHE_DIR", target.join("weir-cache"));
+    command
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A runtime with its compiled-component cache in a temporary directory.

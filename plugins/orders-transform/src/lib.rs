@@ -19,7 +19,6 @@ use weir_sdk::arrow::array::{
     TimestampMicrosecondArray,
 };
 use weir_sdk::arrow::buffer::BooleanBuffer;
-use weir_sdk::arrow::cast::parse;
 use weir_sdk::arrow::schema::{DataType, Field, Schema, TimeUnit};
 use weir_sdk::arrow::{arith, select};
 use weir_sdk::{Config, Error, Transform};
@@ -91,9 +90,7 @@ fn order_dates(
             let text = array.as_string::<i32>();
             let mut out = Vec::with_capacity(text.len());
             for (row, value) in text.iter().enumerate() {
-                let parsed = value
-                    .and_then(|v| parse::string_to_timestamp_nanos(v).ok())
-                    .map(|ns| ns.div_euclid(1000));
+                let parsed = value.and_then(dates::parse_utc_micros);
                 if parsed.is_none()
                     && bad_dates == BadDates::Fail
                     && let Some(v) = value

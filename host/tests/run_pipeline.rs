@@ -1,0 +1,577 @@
+//! `host run` end to end, through the binary: what lands in SQLite and Parquet is compared
+//! with what the test computes itself from the generated source data.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use common::{stderr, stdout};
+
+/// One generated order and what the pipeline must do with it.
+struct Order {
+    id: i64,
+    customer: Option<i64>,
+    amount: f64,
+    rate: f64,
+    date: String,
+    date_ok: bool,
+    updated: String,
+}
+
+impl Order {
+    /// Kept by the transform: a customer and a positive total.
+    fn kept(&self) -> bool {
+        self.customer.is_some() && self.amount * self.rate > 0.0
+    }
+    fn loads(&self) -> bool {
+        self.kept() && self.date_ok
+    }
+    fn quarantined(&self) -> bool {
+        self.kept() && !self.date_ok
+    }
+    fn month(&self) -> String {
+        self.date[..7].to_string()
+    }
+}
+
+/// `count` orders from id `first`, updated one minute apart from `minute`.
+fn orders(first: i64, count: i64, minute: i64) -> Vec<Order> {
+    (0..count)
+        .map(|i| {
+            let id = first + i;
+            let month = 1 + (id % 3);
+            let date_ok = id % 17 != 0;
+            Order {
+                id,
+                customer: (id % 11 != 0).then_some(id % 97),
+                amount: if id % 7 == 0 {
+                    -5.0
+                } else {
+                    10.0 + (id % 50) as f64
+                },
+                rate: [1.0, 1.1, 0.9][(id % 3) as usize],
+                date: if date_ok {
+                    format!("2024-{month:02}-{:02}T10:00:00Z", 1 + id % 27)
+                } else {
+                    "yesterday".into()
+                },
+                date_ok,
+                updated: format!(
+                    "2024-06-01T{:02}:{:02}:00Z",
+                    (minute + i) / 60,
+                    (minute + i) % 60
+                ),
+            }
+        })
+        .collect()
+}
+
+fn csv(orders: &[Order]) -> String {
+    let mut out =
+        "order_id,customer_id,amount,currency,exchange_rate,order_date,updated_at\n".to_string();
+    for o in orders {
+        let customer = o.customer.map(|c| c.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{},{customer},{},USD,{},{},{}",
+            o.id, o.amount, o.rate, o.date, o.updated
+        );
+    }
+    out
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        Project { dir }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn write_data(&self, name: &str, orders: &[Order]) {
+        std::fs::write(self.path(&format!("data/{name}")), csv(orders)).unwrap();
+    }
+
+    /// A pipeline file: the orders plugins, a not-null date check, and the given sinks.
+    fn pipeline(&self, on_fail: &str, sinks: &str) -> PathBuf {
+        let c = common::components();
+        let text = format!(
+            r#"name = "orders"
+on_fail = "{on_fail}"
+
+[source]
+kind = "files"
+path = "data/*.csv"
+batch_size = 100
+incremental = {{ cursor = "updated_at" }}
+schema = {{ updated_at = "timestamp" }}
+
+[[steps]]
+kind = "transform"
+plugin = "{transform}"
+
+[[steps]]
+kind = "validate"
+plugin = "{validator}"
+
+[[checks]]
+check = "not_null"
+column = "order_date"
+
+[quarantine]
+path = "quarantine"
+
+{sinks}
+"#,
+            transform = c.orders_transform.display(),
+            validator = c.orders_validator.display(),
+        );
+        let path = self.path("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn run(&self, pipeline: &Path, fault: Option<&str>) -> Output {
+        let mut host = common::host();
+        host.args(["run", "--quiet"]).arg(pipeline);
+        if let Some(fault) = fault {
+            host.env("WEIR_FAULT", fault);
+        }
+        host.output().unwrap()
+    }
+
+    fn host(&self, args: &[&str]) -> Output {
+        common::host().args(args).output().unwrap()
+    }
+}
+
+const SQLITE_APPEND: &str = r#"
+[[sinks]]
+kind = "sqlite"
+name = "warehouse"
+path = "warehouse.db"
+table = "orders"
+"#;
+
+const PARQUET_BY_MONTH: &str = r#"
+[[sinks]]
+kind = "parquet"
+name = "lake"
+path = "lake"
+partition_by = "order_month"
+"#;
+
+/// `order_id`s in the SQLite table, with their multiplicity.
+fn sqlite_ids(db: &Path) -> BTreeMap<i64, usize> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", db.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT order_id FROM orders")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let mut ids = BTreeMap::new();
+        for (id,) in rows {
+            *ids.entry(id).or_default() += 1;
+        }
+        ids
+    })
+}
+
+/// Every row of a Parquet dataset (outside `_weir_` directories), with its partition.
+fn parquet_rows(root: &Path) -> Vec<(String, RecordBatch)> {
+    let mut out = Vec::new();
+    for entry in glob::glob(&format!("{}/**/*.parquet", root.display())).unwrap() {
+        let path = entry.unwrap();
+        let relative = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if relative.starts_with("_weir") {
+            continue;
+        }
+        let partition = relative.split('/').next().unwrap_or("").to_string();
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            out.push((partition.clone(), batch.unwrap()));
+        }
+    }
+    out
+}
+
+fn parquet_ids(root: &Path) -> BTreeMap<i64, usize> {
+    let mut ids = BTreeMap::new();
+    for (_, batch) in parquet_rows(root) {
+        for id in batch
+            .column_by_name("order_id")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+        {
+            *ids.entry(*id).or_default() += 1;
+        }
+    }
+    ids
+}
+
+fn once(ids: impl IntoIterator<Item = i64>) -> BTreeMap<i64, usize> {
+    ids.into_iter().map(|id| (id, 1)).collect()
+}
+
+#[test]
+fn runs_load_new_rows_exactly_once_and_a_second_run_loads_nothing() {
+    let project = Project::new();
+    let first = orders(1, 400, 0);
+    project.write_data("a.csv", &first[..250]);
+    project.write_data("b.csv", &first[250..]);
+    let pipeline = project.pipeline("quarantine", &format!("{SQLITE_APPEND}{PARQUET_BY_MONTH}"));
+
+    let out = project.run(&pipeline, None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "rows were quarantined\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let expected = once(first.iter().filter(|o| o.loads()).map(|o| o.id));
+    assert!(expected.len() > 250, "{}", expected.len());
+    assert_eq!(sqlite_ids(&project.path("warehouse.db")), expected);
+    assert_eq!(parquet_ids(&project.path("lake")), expected);
+    // Partitions hold exactly their month's rows.
+    for (partition, batch) in parquet_rows(&project.path("lake")) {
+        for id in batch
+            .column_by_name("order_id")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+        {
+            let order = first.iter().find(|o| o.id == *id).unwrap();
+            assert_eq!(partition, format!("order_month={}", order.month()));
+        }
+    }
+    let quarantined: usize = parquet_rows(&project.path("quarantine"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
+    assert_eq!(
+        quarantined,
+        first.iter().filter(|o| o.quarantined()).count()
+    );
+    let summary = stdout(&out);
+    assert!(
+        summary.contains(&format!("rows read        {:>10}", first.len())),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("watermark  (none) -> 2024-06-01T06:39:00Z"),
+        "{summary}"
+    );
+
+    let out = project.run(&pipeline, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing new to load"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(sqlite_ids(&project.path("warehouse.db")), expected);
+
+    // A new file: only its rows arrive.
+    let more = orders(401, 120, 400);
+    project.write_data("c.csv", &more);
+    let out = project.run(&pipeline, None);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(3),
+        "{}",
+        stderr(&out)
+    );
+    let all = once(
+        first
+            .iter()
+            .chain(&more)
+            .filter(|o| o.loads())
+            .map(|o| o.id),
+    );
+    assert_eq!(sqlite_ids(&project.path("warehouse.db")), all);
+    assert_eq!(parquet_ids(&project.path("lake")), all);
+
+    let runs = stdout(&project.host(&["runs", pipeline.to_str().unwrap()]));
+    assert_eq!(
+        runs.lines().filter(|l| l.contains("Succeeded")).count(),
+        2,
+        "{runs}"
+    );
+    assert_eq!(
+        runs.lines().filter(|l| l.contains("NothingNew")).count(),
+        1,
+        "{runs}"
+    );
+}
+
+#[test]
+fn a_changed_file_is_read_again_but_only_past_the_watermark() {
+    let project = Project::new();
+    let first = orders(1, 100, 0);
+    project.write_data("a.csv", &first);
+    let pipeline = project.pipeline("quarantine", SQLITE_APPEND);
+    project.run(&pipeline, None);
+
+    // The same file, grown: the old rows are at or below the watermark.
+    let grown: Vec<Order> = orders(1, 160, 0);
+    project.write_data("a.csv", &grown);
+    let out = project.run(&pipeline, None);
+    assert!(
+        stdout(&out).contains(&format!("rows read        {:>10}", 60)),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        sqlite_ids(&project.path("warehouse.db")),
+        once(grown.iter().filter(|o| o.loads()).map(|o| o.id))
+    );
+}
+
+/// Run, forget the state, run again: the same load id, which every sink already holds.
+fn assert_replay_is_a_no_op(sinks: &str, check: impl Fn(&Project)) {
+    let project = Project::new();
+    project.write_data("a.csv", &orders(1, 300, 0));
+    let pipeline = project.pipeline("quarantine", sinks);
+    let out = project.run(&pipeline, None);
+    assert!(out.status.code() == Some(3), "{}", stderr(&out));
+    check(&project);
+    let reset = project.host(&["state", "reset", pipeline.to_str().unwrap()]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let out = project.run(&pipeline, None);
+    assert!(out.status.code() == Some(3), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("(already loaded: replay skipped)"),
+        "{}",
+        stdout(&out)
+    );
+    check(&project);
+}
+
+fn expected_once() -> BTreeMap<i64, usize> {
+    once(orders(1, 300, 0).iter().filter(|o| o.loads()).map(|o| o.id))
+}
+
+#[test]
+fn append_replayed_leaves_the_sinks_unchanged() {
+    assert_replay_is_a_no_op(&format!("{SQLITE_APPEND}{PARQUET_BY_MONTH}"), |p| {
+        assert_eq!(sqlite_ids(&p.path("warehouse.db")), expected_once());
+        assert_eq!(parquet_ids(&p.path("lake")), expected_once());
+    });
+}
+
+#[test]
+fn replace_partition_replayed_leaves_the_sinks_unchanged() {
+    let sinks = r#"
+[[sinks]]
+kind = "sqlite"
+name = "warehouse"
+path = "warehouse.db"
+table = "orders"
+mode = "replace_partition"
+partition_by = "order_month"
+
+[[sinks]]
+kind = "parquet"
+name = "lake"
+path = "lake"
+partition_by = "order_month"
+mode = "replace_partition"
+"#;
+    assert_replay_is_a_no_op(sinks, |p| {
+        assert_eq!(sqlite_ids(&p.path("warehouse.db")), expected_once());
+        assert_eq!(parquet_ids(&p.path("lake")), expected_once());
+    });
+}
+
+#[test]
+fn merge_replayed_leaves_the_sink_unchanged() {
+    let sinks = r#"
+[[sinks]]
+kind = "sqlite"
+name = "warehouse"
+path = "warehouse.db"
+table = "orders"
+mode = "merge"
+keys = ["order_id"]
+"#;
+    assert_replay_is_a_no_op(sinks, |p| {
+        assert_eq!(sqlite_ids(&p.path("warehouse.db")), expected_once())
+    });
+}
+
+/// Kill the run at `fault`, then run again: every row exactly once in every sink.
+fn assert_exactly_once_after_crash(fault: &str) {
+    let project = Project::new();
+    let data = orders(1, 300, 0);
+    project.write_data("a.csv", &data);
+    let pipeline = project.pipeline("quarantine", &format!("{SQLITE_APPEND}{PARQUET_BY_MONTH}"));
+
+    let crashed = project.run(&pipeline, Some(fault));
+    assert_eq!(
+        crashed.status.code(),
+        None,
+        "killed by the injected fault\n{}",
+        stderr(&crashed)
+    );
+    assert!(
+        stderr(&crashed).contains(&format!("injected fault at {fault}")),
+        "{}",
+        stderr(&crashed)
+    );
+
+    let out = project.run(&pipeline, None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let expected = once(data.iter().filter(|o| o.loads()).map(|o| o.id));
+    assert_eq!(
+        sqlite_ids(&project.path("warehouse.db")),
+        expected,
+        "after {fault}"
+    );
+    assert_eq!(
+        parquet_ids(&project.path("lake")),
+        expected,
+        "after {fault}"
+    );
+    let quarantined: usize = parquet_rows(&project.path("quarantine"))
+        .iter()
+        .map(|(_, b)| b.num_rows())
+        .sum();
+    assert_eq!(quarantined, data.iter().filter(|o| o.quarantined()).count());
+
+    let again = project.run(&pipeline, None);
+    assert!(
+        stdout(&again).contains("nothing new to load"),
+        "the watermark moved on: {}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn a_crash_before_the_sink_commits_loses_nothing() {
+    assert_exactly_once_after_crash("before_sink_commit");
+}
+
+#[test]
+fn a_crash_between_two_sink_commits_duplicates_nothing() {
+    assert_exactly_once_after_crash("after_first_sink_commit");
+}
+
+#[test]
+fn a_crash_after_the_sink_commits_before_the_state_duplicates_nothing() {
+    assert_exactly_once_after_crash("after_sink_commit");
+}
+
+#[test]
+fn abort_on_dirty_data_loads_nothing_and_names_the_file_row_and_check() {
+    let project = Project::new();
+    project.write_data("a.csv", &orders(1, 100, 0));
+    let pipeline = project.pipeline("abort", SQLITE_APPEND);
+    let out = project.run(&pipeline, None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("validation failed; nothing was loaded and the watermark is unchanged"),
+        "{err}"
+    );
+    // Order 17 has an unparseable date; it is the 17th data row of a.csv.
+    assert!(
+        err.contains("data/a.csv row 17: failed not_null(order_date)"),
+        "{err}"
+    );
+    assert!(err.contains("not_null(order_date): 5 rows"), "{err}");
+    assert!(
+        !project.path("warehouse.db").exists()
+            || sqlite_ids_or_empty(&project.path("warehouse.db")).is_empty()
+    );
+    let state = stdout(&project.host(&["state", "show", pipeline.to_str().unwrap()]));
+    assert!(state.contains("watermark (none)"), "{state}");
+}
+
+fn sqlite_ids_or_empty(db: &Path) -> BTreeSet<i64> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let rows: Result<Vec<(i64,)>, _> = sqlx::query_as("SELECT order_id FROM orders")
+            .fetch_all(&pool)
+            .await;
+        rows.map(|r| r.into_iter().map(|(id,)| id).collect())
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn validate_and_plan_report_without_running() {
+    let project = Project::new();
+    project.write_data("a.csv", &orders(1, 10, 0));
+    let pipeline = project.pipeline("quarantine", SQLITE_APPEND);
+    let out = project.host(&["validate", pipeline.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("total_usd: Float64"),
+        "{}",
+        stdout(&out)
+    );
+    let out = project.host(&["plan", pipeline.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("would read 1 of 1 files:\n  data/a.csv"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !project.path("warehouse.db").exists()
+            || sqlite_ids_or_empty(&project.path("warehouse.db")).is_empty()
+    );
+
+    // A check on a column no step produces is a problem.
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("column = \"order_date\"", "column = \"shipped_at\"");
+    std::fs::write(&pipeline, text).unwrap();
+    let out = project.host(&["validate", pipeline.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(
+            "check `not_null(shipped_at)` names column `shipped_at`, which the steps do not produce"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
