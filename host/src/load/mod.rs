@@ -6,6 +6,14 @@
 //! completed by the replay. Columns named `_weir_*` (provenance the engine adds) are never
 //! written.
 
+/// `LoadError::$kind { sink, message }` with a `format!`ted message.
+macro_rules! load_err {
+    ($kind:ident, $sink:expr, $($message:tt)+) => {
+        $crate::load::LoadError::$kind { sink: $sink.to_string(), message: format!($($message)+) }
+    };
+}
+pub(crate) use load_err;
+
 pub mod parquet;
 pub mod sqlite;
 

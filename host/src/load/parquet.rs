@@ -30,22 +30,20 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
 
-use super::{
-    LoadError, LoadMode, LoadSpec, PROVENANCE_PREFIX, Sink, SinkLoad, data_schema, project,
-};
+use super::{LoadError, LoadMode, LoadSpec, PROVENANCE_PREFIX, Sink, SinkLoad};
+use super::{data_schema, project};
 
 /// Rows per file before the next file of the partition starts.
 pub const DEFAULT_ROWS_PER_FILE: u64 = 1_000_000;
-/// Partitions written at once; past this the least recently used file is finished (each
-/// open file holds a row group and an upload buffer in memory).
+/// Files written at once; past this the least recently used one is finished (each open
+/// file holds a row group and an upload buffer in memory).
 const MAX_OPEN_FILES: usize = 16;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 const STAGING: &str = "_weir_staging";
-const MARKERS: &str = "_weir_loads";
 
 pub struct ParquetSink {
-    dataset: Dataset,
+    io: Dataset,
     partition_by: Option<String>,
     replace: bool,
     rows_per_file: u64,
@@ -59,21 +57,21 @@ impl ParquetSink {
         partition_by: Option<String>,
         mode: LoadMode,
     ) -> Result<ParquetSink, LoadError> {
-        std::fs::create_dir_all(root).map_err(|source| LoadError::Io {
-            sink: name.to_owned(),
-            action: format!("creating the dataset directory {}", root.display()),
+        let action = format!("creating the dataset directory {}", root.display());
+        let io = |source| LoadError::Io {
+            sink: name.into(),
+            action,
+            source,
+        };
+        std::fs::create_dir_all(root).map_err(io)?;
+        let store = LocalFileSystem::new_with_prefix(root).map_err(|source| LoadError::Store {
+            sink: name.into(),
+            action: format!("opening {}", root.display()),
             source,
         })?;
-        let store = LocalFileSystem::new_with_prefix(root)
-            .map_err(|source| LoadError::Store {
-                sink: name.to_owned(),
-                action: format!("opening {}", root.display()),
-                source,
-            })?
-            .with_automatic_cleanup(true)
-            .with_fsync(true);
+        let store = store.with_automatic_cleanup(true).with_fsync(true);
         let mut sink = Self::with_store(name, Arc::new(store), partition_by, mode)?;
-        sink.dataset.root = Some(root.to_owned());
+        sink.io.root = Some(root.to_owned());
         Ok(sink)
     }
 
@@ -84,44 +82,41 @@ impl ParquetSink {
         partition_by: Option<String>,
         mode: LoadMode,
     ) -> Result<ParquetSink, LoadError> {
-        let config = |message: String| LoadError::Config {
-            sink: name.to_owned(),
-            message,
-        };
         let (partition_by, replace) = match mode {
             LoadMode::Append => (partition_by, false),
             LoadMode::ReplacePartition { column } => match partition_by {
                 Some(p) if p != column => {
-                    return Err(config(format!(
-                        "replace_partition on `{column}` needs partition_by = `{column}` (it is `{p}`)"
-                    )));
+                    let need = format!("needs partition_by = `{column}`, not `{p}`");
+                    return Err(load_err!(Config, name, "replace_partition {need}"));
                 }
                 _ => (Some(column), true),
             },
             LoadMode::Merge { .. } => {
-                return Err(config(
-                    "merge is not supported by the parquet sink; use append or replace_partition"
-                        .into(),
-                ));
+                let message = "use append or replace_partition";
+                let message = format!("merge is not supported by the parquet sink; {message}");
+                return Err(load_err!(Config, name, "{message}"));
             }
         };
-        if let Some(p) = partition_by
-            .as_deref()
-            .filter(|p| p.starts_with(PROVENANCE_PREFIX))
-        {
-            return Err(config(format!(
-                "cannot partition by `{p}`: `_weir_` columns are never written"
-            )));
+        if let Some(p) = partition_by.as_deref() {
+            if p.starts_with(PROVENANCE_PREFIX) {
+                return Err(load_err!(
+                    Config,
+                    name,
+                    "`_weir_` columns such as `{p}` are dropped"
+                ));
+            }
         }
+        let io = Dataset {
+            sink: name.to_owned(),
+            store,
+            root: None,
+        };
+        let rows_per_file = DEFAULT_ROWS_PER_FILE;
         Ok(ParquetSink {
-            dataset: Dataset {
-                sink: name.to_owned(),
-                store,
-                root: None,
-            },
+            io,
             partition_by,
             replace,
-            rows_per_file: DEFAULT_ROWS_PER_FILE,
+            rows_per_file,
         })
     }
 
@@ -132,30 +127,27 @@ impl ParquetSink {
     }
 }
 
-fn marker_path(load_id: &str) -> Path {
-    Path::from_iter([MARKERS, &format!("{load_id}.json")])
-}
-
-fn staging_path(load_id: &str) -> Path {
-    Path::from_iter([STAGING, load_id])
-}
-
-fn intent_path(load_id: &str) -> Path {
-    Path::from_iter([STAGING, load_id, "_commit.json"])
-}
-
 #[async_trait]
 impl Sink for ParquetSink {
     fn name(&self) -> &str {
-        &self.dataset.sink
+        &self.io.sink
     }
 
     async fn is_committed(&self, load_id: &str) -> Result<bool, LoadError> {
-        check_load_id(&self.dataset.sink, load_id)?;
-        match self.dataset.store.head(&marker_path(load_id)).await {
+        // The id becomes part of object names: keep it to characters that need no escaping.
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if load_id.is_empty() || load_id.starts_with('.') || !load_id.chars().all(allowed) {
+            let rule = "must be ASCII letters, digits, `-`, `_` or `.`";
+            return Err(load_err!(
+                Config,
+                self.io.sink,
+                "load id {load_id:?} {rule}"
+            ));
+        }
+        match self.io.store.head(&marker_path(load_id)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(self.dataset.err("reading the load marker", source)),
+            Err(source) => Err(self.io.err("reading the load marker", source)),
         }
     }
 
@@ -164,58 +156,53 @@ impl Sink for ParquetSink {
             return Ok(None);
         }
         let data = data_schema(&load.schema);
-        let partition = match &self.partition_by {
-            Some(column) => Some(data.index_of(column).map_err(|_| LoadError::Config {
-                sink: self.dataset.sink.clone(),
-                message: format!("partition column `{column}` is not a column of the load"),
-            })?),
-            None => None,
-        };
-        // The partition column lives in the directory names, not in the files.
-        let file_schema = match partition {
-            Some(index) => {
-                let keep: Vec<usize> = (0..data.fields().len()).filter(|i| *i != index).collect();
-                Arc::new(data.project(&keep).expect("indices in range"))
-            }
-            None => data.clone(),
-        };
-        let io = self.dataset.clone();
+        let mut partition = None;
+        let mut file_schema = data.clone();
+        if let Some(column) = &self.partition_by {
+            let Ok(index) = data.index_of(column) else {
+                let message = "is not a column of the load";
+                return Err(load_err!(
+                    Config,
+                    self.io.sink,
+                    "partition `{column}` {message}"
+                ));
+            };
+            // The partition column lives in the directory names, not in the files.
+            let keep: Vec<usize> = (0..data.fields().len()).filter(|i| *i != index).collect();
+            file_schema = Arc::new(data.project(&keep).expect("indices in range"));
+            partition = Some((index, column.clone()));
+        }
         // An earlier attempt of this load may have moved objects before it stopped: its
         // intent names them, so they can be removed if this attempt does not rewrite them.
         let intent = intent_path(&load.load_id);
-        let stale = match io.store.get(&intent).await {
-            Ok(found) => {
-                let bytes = found
-                    .bytes()
-                    .await
-                    .map_err(|e| io.err("reading the previous attempt's intent", e))?;
-                serde_json::from_slice::<Vec<String>>(&bytes).unwrap_or_default()
-            }
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(io.err("reading the previous attempt's intent", e)),
+        let stale = match self.io.store.get(&intent).await {
+            Ok(found) => found.bytes().await.map(|b| serde_json::from_slice(&b).ok()),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         };
-        io.delete_prefix(&staging_path(&load.load_id), Some(&intent))
-            .await?;
+        let stale = stale.map_err(|e| self.io.err("reading the previous attempt's intent", e))?;
+        // Staged files of an earlier attempt are rewritten: start from an empty staging area.
+        let staging = staging_path(&load.load_id);
+        self.io.delete_prefix(&staging, Some(&intent)).await?;
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+        let props = props.set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         Ok(Some(Box::new(ParquetLoad {
-            io,
+            io: self.io.clone(),
             load_id: load.load_id.clone(),
             pipeline: load.pipeline.clone(),
             replace: self.replace,
             rows_per_file: self.rows_per_file,
             data,
             file_schema,
-            partition: partition.zip(self.partition_by.clone()),
+            partition,
             partitions: Vec::new(),
             by_dir: HashMap::new(),
             staged: Vec::new(),
-            stale,
+            stale: stale.unwrap_or_default(),
             rows: 0,
             tick: 0,
+            props: props.build(),
             failed: false,
-            props: WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                .build(),
         })))
     }
 }
@@ -233,7 +220,7 @@ struct ParquetLoad {
     partition: Option<(usize, String)>,
     partitions: Vec<Partition>,
     by_dir: HashMap<String, usize>,
-    /// Finished staged files, by final name (relative to the dataset root).
+    /// Finished staged files: final name (relative to the dataset root) and rows.
     staged: Vec<(String, u64)>,
     /// Final names an interrupted earlier attempt may have moved into place.
     stale: Vec<String>,
@@ -266,43 +253,36 @@ impl ParquetLoad {
     }
 
     async fn write_partition(&mut self, dir: String, batch: RecordBatch) -> Result<(), LoadError> {
-        let index = match self.by_dir.get(&dir) {
-            Some(index) => *index,
-            None => {
-                self.by_dir.insert(dir.clone(), self.partitions.len());
-                self.partitions.push(Partition {
-                    dir,
-                    files: 0,
-                    open: None,
-                });
-                self.partitions.len() - 1
-            }
-        };
+        let count = self.partitions.len();
+        let index = *self.by_dir.entry(dir.clone()).or_insert(count);
+        if index == count {
+            self.partitions.push(Partition {
+                dir,
+                files: 0,
+                open: None,
+            });
+        }
         self.tick += 1;
         if self.partitions[index].open.is_none() {
-            if self.partitions.iter().filter(|p| p.open.is_some()).count() >= MAX_OPEN_FILES {
-                let oldest = (0..self.partitions.len())
-                    .filter(|i| self.partitions[*i].open.is_some())
-                    .min_by_key(|i| self.partitions[*i].open.as_ref().map(|f| f.last_used))
-                    .expect("some file is open");
+            let open = self.partitions.iter().enumerate();
+            let open = open.filter_map(|(i, p)| p.open.as_ref().map(|f| (f.last_used, i)));
+            let open: Vec<(u64, usize)> = open.collect();
+            if open.len() >= MAX_OPEN_FILES {
+                let (_, oldest) = *open.iter().min().expect("files are open");
                 self.finish_file(oldest).await?;
             }
             let partition = &mut self.partitions[index];
             let file = format!("part-{}-{}.parquet", self.load_id, partition.files);
             partition.files += 1;
-            let name = if partition.dir.is_empty() {
-                file
-            } else {
-                format!("{}/{file}", partition.dir)
+            let name = match partition.dir.as_str() {
+                "" => file,
+                dir => format!("{dir}/{file}"),
             };
             let upload =
                 BufWriter::new(self.io.store.clone(), self.io.staged(&self.load_id, &name)?);
-            let writer = AsyncArrowWriter::try_new(
-                upload,
-                self.file_schema.clone(),
-                Some(self.props.clone()),
-            )
-            .map_err(|e| self.parquet_err(e))?;
+            let (schema, props) = (self.file_schema.clone(), Some(self.props.clone()));
+            let writer = AsyncArrowWriter::try_new(upload, schema, props);
+            let writer = writer.map_err(|e| self.parquet_err(e))?;
             self.partitions[index].open = Some(OpenFile {
                 writer,
                 name,
@@ -311,13 +291,9 @@ impl ParquetLoad {
             });
         }
         let file = self.partitions[index].open.as_mut().expect("opened above");
-        file.writer
-            .write(&batch)
-            .await
-            .map_err(|source| LoadError::Parquet {
-                sink: self.io.sink.clone(),
-                source,
-            })?;
+        let written = file.writer.write(&batch).await;
+        let sink = self.io.sink.clone();
+        written.map_err(|source| LoadError::Parquet { sink, source })?;
         file.rows += batch.num_rows() as u64;
         file.last_used = self.tick;
         if file.rows >= self.rows_per_file {
@@ -336,9 +312,6 @@ impl ParquetLoad {
 
     async fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), LoadError> {
         let batch = project(&self.io.sink, batch, &self.data)?;
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
         let Some((index, column)) = self.partition.clone() else {
             return self.write_partition(String::new(), batch).await;
         };
@@ -347,17 +320,12 @@ impl ParquetLoad {
         let body = batch.project(&keep).expect("indices in range");
         let single = groups.len() == 1;
         for (dir, rows) in groups {
-            let part = if single {
-                body.clone()
-            } else {
-                take_record_batch(&body, &UInt32Array::from(rows)).map_err(|e| {
-                    LoadError::Schema {
-                        sink: self.io.sink.clone(),
-                        message: format!("splitting a batch by partition: {e}"),
-                    }
-                })?
+            let part = match single {
+                true => Ok(body.clone()),
+                false => take_record_batch(&body, &UInt32Array::from(rows)),
             };
-            self.write_partition(dir, part).await?;
+            let bad = |e| load_err!(Schema, self.io.sink, "splitting a batch by partition: {e}");
+            self.write_partition(dir, part.map_err(bad)?).await?;
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -383,7 +351,8 @@ impl SinkLoad for ParquetLoad {
         for index in 0..self.partitions.len() {
             self.finish_file(index).await?;
         }
-        // From here on only `Sync` parts are used: the writers are all closed.
+        // From here on only `Sync` parts are used (the writers are closed), so the future
+        // stays `Send`.
         let ParquetLoad {
             io,
             load_id,
@@ -395,44 +364,36 @@ impl SinkLoad for ParquetLoad {
             rows,
             ..
         } = *self;
-        let touched: Vec<String> = partitions
-            .into_iter()
-            .map(|p| p.dir)
-            .filter(|d| replace && !d.is_empty())
-            .collect();
+        let touched = partitions.into_iter().map(|p| p.dir);
+        let touched: Vec<String> = touched.filter(|d| replace && !d.is_empty()).collect();
         let finals: HashSet<&str> = staged.iter().map(|(name, _)| name.as_str()).collect();
+        let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
+        let stale: Vec<&str> = stale.into_iter().filter(|s| !finals.contains(s)).collect();
         // The intent lists the stale names too, in case this attempt also stops halfway.
-        let mut intent: Vec<&str> = finals.iter().copied().collect();
-        intent.extend(
-            stale
-                .iter()
-                .map(String::as_str)
-                .filter(|s| !finals.contains(s)),
-        );
-        let payload = PutPayload::from(serde_json::to_vec(&intent).expect("strings serialize"));
-        io.store
-            .put(&intent_path(&load_id), payload)
-            .await
-            .map_err(|e| io.err("writing the commit intent", e))?;
+        let intent: Vec<&str> = finals.iter().chain(&stale).copied().collect();
+        io.put_json(
+            &intent_path(&load_id),
+            &json!(intent),
+            "writing the commit intent",
+        )
+        .await?;
         for (name, _) in &staged {
             let (from, to) = (io.staged(&load_id, name)?, io.path(name)?);
-            io.store
-                .rename(&from, &to)
-                .await
-                .map_err(|e| io.err(&format!("moving {name} into place"), e))?;
+            let moved = io.store.rename(&from, &to).await;
+            moved.map_err(|e| io.err(&format!("moving {name} into place"), e))?;
         }
-        for name in stale.iter().filter(|s| !finals.contains(s.as_str())) {
+        for name in stale {
             io.delete(&io.path(name)?).await?;
         }
-        // replace_partition: whatever else the touched partitions hold is what this load replaces.
+        // replace_partition: what else the touched partitions hold is what the load replaces.
         for dir in &touched {
-            let objects: Vec<_> = io
+            let listed = io
                 .store
                 .list(Some(&io.path(dir)?))
-                .try_collect()
-                .await
-                .map_err(|e| io.err("listing a replaced partition", e))?;
-            for object in objects
+                .try_collect::<Vec<_>>()
+                .await;
+            let listed = listed.map_err(|e| io.err("listing a replaced partition", e))?;
+            for object in listed
                 .iter()
                 .filter(|o| !finals.contains(o.location.as_ref()))
             {
@@ -441,23 +402,18 @@ impl SinkLoad for ParquetLoad {
         }
         io.delete_prefix(&staging_path(&load_id), None).await?;
         io.remove_staging_dir(&load_id).await;
-        let objects: Vec<_> = staged
+        let objects = staged
             .iter()
-            .map(|(path, rows)| json!({ "path": path, "rows": rows }))
-            .collect();
+            .map(|(path, rows)| json!({ "path": path, "rows": rows }));
         let marker = json!({
             "load_id": load_id,
             "pipeline": pipeline,
             "rows": rows,
-            "objects": objects,
+            "objects": objects.collect::<Vec<_>>(),
             "committed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         });
-        let payload =
-            PutPayload::from(serde_json::to_vec_pretty(&marker).expect("json serializes"));
-        io.store
-            .put(&marker_path(&load_id), payload)
-            .await
-            .map_err(|e| io.err("writing the load marker", e))?;
+        io.put_json(&marker_path(&load_id), &marker, "writing the load marker")
+            .await?;
         Ok(rows)
     }
 
@@ -481,8 +437,20 @@ impl SinkLoad for ParquetLoad {
     }
 }
 
-/// The store with what errors need to name; `Sync`, unlike a load (whose writers are not),
-/// so it can be borrowed across awaits.
+fn marker_path(load_id: &str) -> Path {
+    Path::from_iter(["_weir_loads", &format!("{load_id}.json")])
+}
+
+fn staging_path(load_id: &str) -> Path {
+    Path::from_iter([STAGING, load_id])
+}
+
+fn intent_path(load_id: &str) -> Path {
+    Path::from_iter([STAGING, load_id, "_commit.json"])
+}
+
+/// The store and the sink's name for errors. Unlike a load (whose writers are not `Sync`),
+/// it can be borrowed across awaits.
 #[derive(Clone)]
 struct Dataset {
     sink: String,
@@ -509,15 +477,25 @@ impl Dataset {
         self.path(&format!("{STAGING}/{load_id}/{name}"))
     }
 
+    async fn put_json(
+        &self,
+        path: &Path,
+        value: &serde_json::Value,
+        action: &str,
+    ) -> Result<(), LoadError> {
+        let payload = PutPayload::from(serde_json::to_vec_pretty(value).expect("json serializes"));
+        self.store
+            .put(path, payload)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(action, e))
+    }
+
     /// Deletes every object under `prefix` except `keep`; a missing object is not an error.
     async fn delete_prefix(&self, prefix: &Path, keep: Option<&Path>) -> Result<(), LoadError> {
-        let objects: Vec<_> = self
-            .store
-            .list(Some(prefix))
-            .try_collect()
-            .await
-            .map_err(|e| self.err("listing", e))?;
-        for object in objects.into_iter().filter(|o| Some(&o.location) != keep) {
+        let listed = self.store.list(Some(prefix)).try_collect::<Vec<_>>().await;
+        let listed = listed.map_err(|e| self.err("listing", e))?;
+        for object in listed.iter().filter(|o| Some(&o.location) != keep) {
             self.delete(&object.location).await?;
         }
         Ok(())
@@ -547,35 +525,35 @@ fn partition_rows(
     column: &str,
     array: &dyn Array,
 ) -> Result<Vec<(String, Vec<u32>)>, LoadError> {
-    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default()).map_err(|e| {
-        LoadError::Schema {
-            sink: sink.to_owned(),
-            message: format!(
-                "partition column `{column}` cannot be turned into directory names: {e}"
-            ),
-        }
-    })?;
+    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default());
+    let bad = |e| {
+        load_err!(
+            Schema,
+            sink,
+            "partition column `{column}` as directory name: {e}"
+        )
+    };
+    let formatter = formatter.map_err(bad)?;
     let prefix = format!("{}=", escape(column));
     let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
-    let mut by_value: HashMap<String, usize> = HashMap::new();
-    let mut null_group = None;
+    let add = |groups: &mut Vec<(String, Vec<u32>)>, dir: &str| {
+        groups.push((format!("{prefix}{dir}"), Vec::new()));
+        groups.len() - 1
+    };
+    let (mut by_value, mut null_group) = (HashMap::<String, usize>::new(), None);
     let mut value = String::new();
     for row in 0..array.len() {
         let group = if array.is_null(row) {
-            *null_group.get_or_insert_with(|| {
-                groups.push((format!("{prefix}{NULL_PARTITION}"), Vec::new()));
-                groups.len() - 1
-            })
+            *null_group.get_or_insert_with(|| add(&mut groups, NULL_PARTITION))
         } else {
             value.clear();
             write!(value, "{}", formatter.value(row)).expect("writing to a string");
+            // Looked up by `&str`: only a new value costs an allocation.
             match by_value.get(value.as_str()) {
                 Some(group) => *group,
-                None => {
-                    groups.push((format!("{prefix}{}", escape(&value)), Vec::new()));
-                    by_value.insert(value.clone(), groups.len() - 1);
-                    groups.len() - 1
-                }
+                None => *by_value
+                    .entry(value.clone())
+                    .or_insert(add(&mut groups, &escape(&value))),
             }
         };
         groups[group].1.push(row as u32);
@@ -591,28 +569,10 @@ pub fn escape(value: &str) -> String {
     }
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
-        if c.is_ascii_control() || "\"#%'*/:=?\\{}[]^|<>~`".contains(c) {
-            write!(out, "%{:02X}", c as u32).expect("writing to a string");
-        } else {
-            out.push(c);
+        match c.is_ascii_control() || "\"#%'*/:=?\\{}[]^|<>~`".contains(c) {
+            true => write!(out, "%{:02X}", c as u32).expect("writing to a string"),
+            false => out.push(c),
         }
     }
     out
-}
-
-fn check_load_id(sink: &str, load_id: &str) -> Result<(), LoadError> {
-    // The id becomes part of object names: keep it to characters that need no escaping.
-    let ok = !load_id.is_empty()
-        && !load_id.starts_with('.')
-        && load_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(LoadError::Config {
-            sink: sink.to_owned(),
-            message: format!("load id {load_id:?} must be ASCII letters, digits, `-`, `_` or `.`"),
-        })
-    }
 }

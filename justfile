@@ -1,0 +1,17 @@
+# Shortcuts for developers; the README's two commands need none of this.
+
+# Run the example pipeline on embedded defaults.
+run:
+    cargo run --release -- run pipelines/orders.toml
+
+# The whole test suite (what CI runs).
+test:
+    cargo test --release
+
+# Benchmarks: Weir beside pandas, Polars and DuckDB; results land in BENCHMARKS.md.
+bench:
+    cargo bench
+
+# Everything CI does.
+ci:
+    .ci/run
