@@ -575,3 +575,198 @@ fn validate_and_plan_report_without_running() {
         stdout(&out)
     );
 }
+
+/// The same orders as NDJSON and as Parquet load exactly as the CSV does.
+#[test]
+fn ndjson_and_parquet_sources_load_like_csv() {
+    let data = orders(1, 200, 0);
+    let expected = once(data.iter().filter(|o| o.loads()).map(|o| o.id));
+    for format in ["ndjson", "parquet"] {
+        let project = Project::new();
+        let path = project.path(&format!("data/a.{format}"));
+        match format {
+            "ndjson" => {
+                let mut text = String::new();
+                for o in &data {
+                    let customer = o.customer.map_or("null".to_string(), |c| c.to_string());
+                    let _ = writeln!(
+                        text,
+                        r#"{{"order_id":{},"customer_id":{customer},"amount":{:.1},"currency":"USD","exchange_rate":{:.1},"order_date":"{}","updated_at":"{}"}}"#,
+                        o.id, o.amount, o.rate, o.date, o.updated
+                    );
+                }
+                std::fs::write(&path, text).unwrap();
+            }
+            _ => {
+                // Read the CSV with arrow and write it as Parquet: the same values, typed.
+                let csv_path = project.path("a.csv.tmp");
+                std::fs::write(&csv_path, csv(&data)).unwrap();
+                let format = arrow::csv::reader::Format::default().with_header(true);
+                let (schema, _) = format
+                    .infer_schema(std::fs::File::open(&csv_path).unwrap(), None)
+                    .unwrap();
+                let schema = std::sync::Arc::new(schema);
+                let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+                    .with_header(true)
+                    .build(std::fs::File::open(&csv_path).unwrap())
+                    .unwrap();
+                let mut writer = parquet::arrow::ArrowWriter::try_new(
+                    std::fs::File::create(&path).unwrap(),
+                    schema,
+                    None,
+                )
+                .unwrap();
+                for batch in reader {
+                    writer.write(&batch.unwrap()).unwrap();
+                }
+                writer.close().unwrap();
+            }
+        }
+        let text = std::fs::read_to_string(project.pipeline("quarantine", SQLITE_APPEND)).unwrap();
+        let pipeline = project.path("pipeline.toml");
+        std::fs::write(
+            &pipeline,
+            text.replace("data/*.csv", &format!("data/*.{format}")),
+        )
+        .unwrap();
+        let out = project.run(&pipeline, None);
+        assert_eq!(out.status.code(), Some(3), "{format}: {}", stderr(&out));
+        assert_eq!(
+            sqlite_ids(&project.path("warehouse.db")),
+            expected,
+            "{format}"
+        );
+    }
+}
+
+/// A day file delivered again (corrected) replaces that day's rows and nothing else.
+#[test]
+fn a_corrected_day_file_replaces_its_partition() {
+    let project = Project::new();
+    let day = |d: u32, ids: std::ops::Range<i64>, amount: f64| {
+        let mut text =
+            "order_day,order_id,customer_id,amount,currency,exchange_rate,order_date\n".to_string();
+        for id in ids {
+            let _ = writeln!(
+                text,
+                "2024-03-{d:02},{id},7,{amount},USD,1.0,2024-03-{d:02}T10:00:00Z"
+            );
+        }
+        std::fs::write(project.path(&format!("data/2024-03-{d:02}.csv")), text).unwrap();
+    };
+    day(1, 1..11, 5.0);
+    day(2, 11..21, 5.0);
+    let c = common::components();
+    let pipeline = project.path("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"name = "daily"
+[source]
+kind = "files"
+path = "data/*.csv"
+schema = {{ order_day = "utf8" }}
+[[steps]]
+kind = "transform"
+plugin = "{}"
+[[sinks]]
+kind = "sqlite"
+name = "warehouse"
+path = "warehouse.db"
+table = "orders"
+mode = "replace_partition"
+partition_by = "order_day"
+[[sinks]]
+kind = "parquet"
+name = "lake"
+path = "lake"
+partition_by = "order_day"
+mode = "replace_partition"
+"#,
+            c.orders_transform.display()
+        ),
+    )
+    .unwrap();
+    assert!(project.run(&pipeline, None).status.success());
+    // Day 2 corrected: 4 rows instead of 10, other ids.
+    day(2, 100..104, 9.0);
+    let out = project.run(&pipeline, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = once((1..11).chain(100..104));
+    assert_eq!(sqlite_ids(&project.path("warehouse.db")), expected);
+    assert_eq!(parquet_ids(&project.path("lake")), expected);
+    let partitions: BTreeSet<String> = parquet_rows(&project.path("lake"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        partitions,
+        BTreeSet::from([
+            "order_day=2024-03-01".to_string(),
+            "order_day=2024-03-02".to_string()
+        ])
+    );
+}
+
+#[test]
+fn bad_pipeline_files_name_the_file_line_and_key() {
+    let project = Project::new();
+    project.write_data("a.csv", &orders(1, 5, 0));
+    let good = std::fs::read_to_string(project.pipeline("abort", SQLITE_APPEND)).unwrap();
+    let pipeline = project.path("pipeline.toml");
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let cases: Vec<(String, String)> = vec![
+        {
+            let text = good.replace("batch_size = 100", "batch_size = 100\nincremntal = 3");
+            let line = line_of(&text, "incremntal");
+            (
+                text,
+                format!(
+                    "pipeline.toml:{line}: source.incremntal: unknown key `incremntal`, did you mean `incremental`?"
+                ),
+            )
+        },
+        {
+            let text = good.replace("batch_size = 100", "batch_size = \"large\"");
+            let line = line_of(&text, "batch_size");
+            (text, format!("pipeline.toml:{line}: source.batch_size:"))
+        },
+        {
+            let text = good.replace(
+                &common::components().orders_validator.display().to_string(),
+                "plugins/missing.wasm",
+            );
+            let line = line_of(&text, "plugins/missing.wasm");
+            (
+                text,
+                format!(
+                    "pipeline.toml:{line}: steps[1].plugin: plugin `plugins/missing.wasm` does not exist"
+                ),
+            )
+        },
+        {
+            let text = good.replace(
+                "path = \"warehouse.db\"",
+                "path = \"${WEIR_TEST_UNSET_DIR}/warehouse.db\"",
+            );
+            let line = line_of(&text, "WEIR_TEST_UNSET_DIR");
+            (
+                text,
+                format!(
+                    "pipeline.toml:{line}: sinks[0].path: environment variable `WEIR_TEST_UNSET_DIR` is not set"
+                ),
+            )
+        },
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&pipeline, &text).unwrap();
+        let out = project.run(&pipeline, None);
+        assert_eq!(out.status.code(), Some(1), "{expected}");
+        assert!(
+            stderr(&out).contains(&expected),
+            "expected `{expected}` in:\n{}",
+            stderr(&out)
+        );
+    }
+}

@@ -35,6 +35,11 @@ pub fn orders_schema() -> SchemaRef {
 
 /// `rows` generated orders in batches: ~10% null customer, ~10% negative amounts, ~3% bad dates.
 pub fn orders(rows: usize, batch_size: usize) -> Vec<RecordBatch> {
+    order_batches(rows, batch_size).collect()
+}
+
+/// As [`orders`], one batch at a time.
+pub fn order_batches(rows: usize, batch_size: usize) -> impl Iterator<Item = RecordBatch> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         state ^= state << 13;
@@ -42,46 +47,81 @@ pub fn orders(rows: usize, batch_size: usize) -> Vec<RecordBatch> {
         state ^= state << 17;
         state
     };
-    (0..rows)
-        .step_by(batch_size)
-        .map(|start| {
-            let n = batch_size.min(rows - start);
-            let mut ids = Vec::with_capacity(n);
-            let mut customers = Vec::with_capacity(n);
-            let mut amounts = Vec::with_capacity(n);
-            let mut rates = Vec::with_capacity(n);
-            let mut dates = Vec::with_capacity(n);
-            for i in start..start + n {
-                let r = next();
-                ids.push(i as i64);
-                customers.push((r % 10 != 0).then_some((r >> 8) as i64 % 100_000));
-                let cents = ((r >> 20) % 100_000) as f64 / 100.0;
-                amounts.push(match (r >> 40) % 50 {
-                    0 => None,
-                    1..=5 => Some(-cents),
-                    _ => Some(cents),
-                });
-                rates.push([1.0, 0.92, 1.27, 0.0064][(r >> 48) as usize % 4]);
-                let (month, day, hour) = ((r >> 52) % 12 + 1, (r >> 56) % 28 + 1, (r >> 36) % 24);
-                dates.push(match (r >> 30) % 33 {
-                    0 => "not a date".to_string(),
-                    1..=4 => format!("2024-{month:02}-{day:02}"),
-                    _ => format!("2024-{month:02}-{day:02}T{hour:02}:15:30Z"),
-                });
-            }
-            RecordBatch::try_new(
-                orders_schema(),
-                vec![
-                    Arc::new(Int64Array::from(ids)),
-                    Arc::new(Int64Array::from(customers)),
-                    Arc::new(Float64Array::from(amounts)),
-                    Arc::new(Float64Array::from(rates)),
-                    Arc::new(StringArray::from(dates)),
-                ],
-            )
-            .unwrap()
-        })
-        .collect()
+    (0..rows).step_by(batch_size).map(move |start| {
+        let n = batch_size.min(rows - start);
+        let mut ids = Vec::with_capacity(n);
+        let mut customers = Vec::with_capacity(n);
+        let mut amounts = Vec::with_capacity(n);
+        let mut rates = Vec::with_capacity(n);
+        let mut dates = Vec::with_capacity(n);
+        for i in start..start + n {
+            let r = next();
+            ids.push(i as i64);
+            customers.push((r % 10 != 0).then_some((r >> 8) as i64 % 100_000));
+            let cents = ((r >> 20) % 100_000) as f64 / 100.0;
+            amounts.push(match (r >> 40) % 50 {
+                0 => None,
+                1..=5 => Some(-cents),
+                _ => Some(cents),
+            });
+            rates.push([1.0, 0.92, 1.27, 0.0064][(r >> 48) as usize % 4]);
+            let (month, day, hour) = ((r >> 52) % 12 + 1, (r >> 56) % 28 + 1, (r >> 36) % 24);
+            dates.push(match (r >> 30) % 33 {
+                0 => "not a date".to_string(),
+                1..=4 => format!("2024-{month:02}-{day:02}"),
+                _ => format!("2024-{month:02}-{day:02}T{hour:02}:15:30Z"),
+            });
+        }
+        RecordBatch::try_new(
+            orders_schema(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(Int64Array::from(customers)),
+                Arc::new(Float64Array::from(amounts)),
+                Arc::new(Float64Array::from(rates)),
+                Arc::new(StringArray::from(dates)),
+            ],
+        )
+        .unwrap()
+    })
+}
+
+/// Write generated orders as CSV, batch by batch.
+pub fn write_csv(rows: usize, path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut writer = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(file);
+    for batch in order_batches(rows, 65_536) {
+        writer.write(&batch).unwrap();
+    }
+}
+
+/// Run a command to its end, polling its peak RSS; (seconds, peak RSS MiB).
+pub fn run_measured(command: &mut Command) -> (Duration, u64) {
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn");
+    let mut peak = 0;
+    let status = loop {
+        let hwm = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            });
+        peak = peak.max(hwm.unwrap_or(0) / 1024);
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.success() || status.code() == Some(3),
+        "{command:?} failed: {status}"
+    );
+    (started.elapsed(), peak)
 }
 
 pub fn write_parquet(batches: &[RecordBatch], path: &Path) {

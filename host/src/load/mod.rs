@@ -12,7 +12,6 @@ macro_rules! load_err {
         $crate::load::LoadError::$kind { sink: $sink.to_string(), message: format!($($message)+) }
     };
 }
-pub(crate) use load_err;
 
 pub mod parquet;
 pub mod sqlite;

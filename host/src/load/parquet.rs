@@ -97,14 +97,10 @@ impl ParquetSink {
                 return Err(load_err!(Config, name, "{message}"));
             }
         };
-        if let Some(p) = partition_by.as_deref() {
-            if p.starts_with(PROVENANCE_PREFIX) {
-                return Err(load_err!(
-                    Config,
-                    name,
-                    "`_weir_` columns such as `{p}` are dropped"
-                ));
-            }
+        if let Some(p) = partition_by.as_deref()
+            && p.starts_with(PROVENANCE_PREFIX)
+        {
+            return Err(load_err!(Config, name, "cannot partition by dropped `{p}`"));
         }
         let io = Dataset {
             sink: name.to_owned(),

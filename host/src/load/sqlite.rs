@@ -146,7 +146,8 @@ impl SqliteSink {
         };
         let existing: Vec<&str> = existing.iter().map(String::as_str).collect();
         let (missing, extra) = (absent(&wanted, &existing), absent(&existing, &wanted));
-        if !existing.is_empty() && !(missing.is_empty() && extra.is_empty()) {
+        let matches = missing.is_empty() && extra.is_empty();
+        if !existing.is_empty() && !matches {
             return Err(load_err!(
                 Schema,
                 self.name,
