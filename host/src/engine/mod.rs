@@ -11,11 +11,11 @@
 
 mod fault;
 mod summary;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -24,7 +24,7 @@ pub use summary::RunSummary;
 use crate::config::types::OnFail;
 use crate::extract::ExtractError;
 use crate::extract::incremental::CursorFilter;
-use crate::load::{LoadError, LoadSpec, SinkLoad};
+use crate::load::LoadError;
 use crate::observe::Progress;
 use crate::plan::Plan;
 use crate::plugin::{PluginError, TransformSession, ValidateSession};
@@ -34,6 +34,7 @@ use crate::state::{
 };
 use crate::validate::{Checker, Failures, ValidateError, Verdict};
 use fault::Fault;
+use writer::SinkWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -43,7 +44,8 @@ pub enum RunError {
     Extract(#[from] ExtractError),
     #[error(transparent)]
     Check(#[from] ValidateError),
-    #[error("sink `{sink}`: {source}")]
+    /// `source` names the sink already.
+    #[error("{source}")]
     Load { sink: String, source: LoadError },
     #[error("state: {0}")]
     State(#[from] StateError),
@@ -165,13 +167,6 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
     })
 }
 
-/// An open load on one sink; `None` once the sink said it already holds this load.
-struct OpenSink {
-    name: String,
-    load: Option<Box<dyn SinkLoad>>,
-    started: bool,
-}
-
 async fn attempt(
     plan: &Plan,
     state: &SledState,
@@ -201,20 +196,15 @@ async fn attempt(
         .cursor
         .as_ref()
         .map(|c| CursorFilter::new(c, window.watermark_before.clone()));
-    let mut sinks: Vec<OpenSink> = plan
+    let mut sinks: Vec<SinkWriter> = plan
         .sinks
         .iter()
-        .map(|s| OpenSink {
-            name: s.name().to_string(),
-            load: None,
-            started: false,
-        })
+        .map(|s| SinkWriter::spawn(s.clone(), &plan.name, &window.load_id))
         .collect();
-    let mut quarantine = OpenSink {
-        name: "quarantine".into(),
-        load: None,
-        started: false,
-    };
+    let mut quarantine = plan
+        .quarantine
+        .as_ref()
+        .map(|q| SinkWriter::spawn(q.clone(), &plan.name, &window.load_id));
     let mut failures = Failures::default();
 
     let outcome: Result<(), RunError> = async {
@@ -258,13 +248,9 @@ async fn attempt(
                     let (good, bad) = verdict.split(&batch);
                     if plan.on_fail == OnFail::Quarantine {
                         summary.rows_quarantined += bad.num_rows() as u64;
-                        write(
-                            plan.quarantine.as_deref().map(|q| (q, &mut quarantine)),
-                            plan,
-                            &window,
-                            &bad,
-                        )
-                        .await?;
+                        if let Some(quarantine) = quarantine.as_mut() {
+                            quarantine.send(bad).await?;
+                        }
                     }
                     good
                 };
@@ -272,8 +258,8 @@ async fn attempt(
                     continue; // keep checking, to report every failure; nothing will be written
                 }
                 if good.num_rows() > 0 {
-                    for (sink, open) in plan.sinks.iter().zip(sinks.iter_mut()) {
-                        write(Some((sink.as_ref(), open)), plan, &window, &good).await?;
+                    for sink in &mut sinks {
+                        sink.send(good.clone()).await?;
                     }
                 }
                 progress.rows(read as u64);
@@ -291,12 +277,26 @@ async fn attempt(
     .await;
     progress.finish();
 
+    // Every sink finishes writing; any failure aborts them all.
+    let sinks: Vec<SinkWriter> = sinks.into_iter().chain(quarantine).collect();
+    let mut written = Vec::with_capacity(sinks.len());
+    let mut outcome = outcome;
+    for mut writer in sinks {
+        if outcome.is_err() {
+            writer.abort().await;
+            continue;
+        }
+        match writer.finish().await {
+            Ok(done) => written.push((writer.name.clone(), done)),
+            Err(e) => outcome = Err(e),
+        }
+    }
     if let Err(error) = outcome {
-        for open in sinks.iter_mut().chain(std::iter::once(&mut quarantine)) {
-            if let Some(load) = open.load.take()
+        for (name, done) in written {
+            if let Some(load) = done.load
                 && let Err(e) = load.abort().await
             {
-                tracing::warn!("sink `{}`: could not abort the load: {e}", open.name);
+                tracing::warn!("sink `{name}`: could not abort the load: {e}");
             }
         }
         return Err(error);
@@ -322,19 +322,18 @@ async fn attempt(
         state.record_pending(&plan.name, &pending)?;
     }
     fault.at("before_sink_commit");
-    for open in sinks.iter_mut().chain(std::iter::once(&mut quarantine)) {
-        let already_held = open.started && open.load.is_none();
-        let committed = match open.load.take() {
+    for (name, done) in written {
+        let committed = match done.load {
             Some(load) => load.commit().await.map_err(|source| RunError::Load {
-                sink: open.name.clone(),
+                sink: name.clone(),
                 source,
             })?,
             None => 0,
         };
-        if open.name != "quarantine" {
-            summary.loaded.insert(open.name.clone(), committed);
-            if already_held {
-                summary.replayed_sinks.push(open.name.clone());
+        if name != "quarantine" {
+            summary.loaded.insert(name.clone(), committed);
+            if done.already_held {
+                summary.replayed_sinks.push(name);
             }
         }
         fault.at("after_first_sink_commit");
@@ -350,46 +349,6 @@ async fn attempt(
         &summary.record(run_id(), now()),
     )?;
     Ok(summary)
-}
-
-/// Write a batch to a sink's load, beginning the load on first use. A sink that already
-/// holds this load id (a replay) is skipped.
-async fn write(
-    target: Option<(&dyn crate::load::Sink, &mut OpenSink)>,
-    plan: &Plan,
-    window: &Window,
-    batch: &RecordBatch,
-) -> Result<(), RunError> {
-    let Some((sink, open)) = target else {
-        return Ok(());
-    };
-    let error = |source| RunError::Load {
-        sink: open.name.clone(),
-        source,
-    };
-    if !open.started {
-        open.started = true;
-        let spec = LoadSpec {
-            pipeline: plan.name.clone(),
-            load_id: window.load_id.clone(),
-            schema: batch.schema(),
-        };
-        open.load = sink.begin(&spec).await.map_err(error)?;
-        if open.load.is_none() {
-            tracing::info!(
-                "sink `{}` already holds load {}; skipping it",
-                open.name,
-                window.load_id
-            );
-        }
-    }
-    if let Some(load) = open.load.as_mut() {
-        load.write(batch).await.map_err(|source| RunError::Load {
-            sink: open.name.clone(),
-            source,
-        })?;
-    }
-    Ok(())
 }
 
 fn now() -> String {

@@ -38,7 +38,10 @@ pub const DEFAULT_ROWS_PER_FILE: u64 = 1_000_000;
 /// Files written at once; past this the least recently used one is finished (each open
 /// file holds a row group and an upload buffer in memory).
 const MAX_OPEN_FILES: usize = 16;
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Bytes an upload buffers before sending a part. Every open file holds one such buffer,
+/// so it is small; an S3 store (whose parts must be 5 MiB) will need its own.
+const UPLOAD_BUFFER: usize = 1 << 20;
+const ROW_GROUP_ROWS: usize = 64 * 1024;
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 const STAGING: &str = "_weir_staging";
 
@@ -274,8 +277,8 @@ impl ParquetLoad {
                 "" => file,
                 dir => format!("{dir}/{file}"),
             };
-            let upload =
-                BufWriter::new(self.io.store.clone(), self.io.staged(&self.load_id, &name)?);
+            let staged = self.io.staged(&self.load_id, &name)?;
+            let upload = BufWriter::with_capacity(self.io.store.clone(), staged, UPLOAD_BUFFER);
             let (schema, props) = (self.file_schema.clone(), Some(self.props.clone()));
             let writer = AsyncArrowWriter::try_new(upload, schema, props);
             let writer = writer.map_err(|e| self.parquet_err(e))?;
@@ -308,6 +311,9 @@ impl ParquetLoad {
 
     async fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), LoadError> {
         let batch = project(&self.io.sink, batch, &self.data)?;
+        if batch.num_rows() == 0 {
+            return Ok(()); // no empty files
+        }
         let Some((index, column)) = self.partition.clone() else {
             return self.write_partition(String::new(), batch).await;
         };

@@ -2,6 +2,7 @@
 //! `host validate` stops here; `host plan` prints it; `host run` executes it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::LoadedPipeline;
 use crate::config::types::Check as CheckSpec;
@@ -47,8 +48,8 @@ pub struct Plan {
     pub validators: Vec<PlannedStep>,
     pub checks: Vec<CheckSpec>,
     pub on_fail: OnFail,
-    pub sinks: Vec<Box<dyn Sink>>,
-    pub quarantine: Option<Box<dyn Sink>>,
+    pub sinks: Vec<Arc<dyn Sink>>,
+    pub quarantine: Option<Arc<dyn Sink>>,
     pub retry: types::RetryPolicy,
     pub state_dir: PathBuf,
 }
@@ -112,12 +113,12 @@ impl Plan {
             }
         }
 
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
         for (sink, mode) in pipeline.sinks.iter().zip(&loaded.modes) {
             sinks.push(open_sink(loaded, sink, mode.clone()).await?);
         }
         let quarantine = match &pipeline.quarantine {
-            Some(q) => Some(Box::new(
+            Some(q) => Some(Arc::new(
                 ParquetSink::new(
                     "quarantine",
                     &loaded.resolve(q.path.get_ref()),
@@ -128,7 +129,7 @@ impl Plan {
                     sink: "quarantine".into(),
                     source,
                 })?,
-            ) as Box<dyn Sink>),
+            ) as Arc<dyn Sink>),
             None => None,
         };
         Ok(Plan {
@@ -168,13 +169,13 @@ async fn open_sink(
     loaded: &LoadedPipeline,
     sink: &types::Sink,
     mode: LoadMode,
-) -> Result<Box<dyn Sink>, PlanError> {
+) -> Result<Arc<dyn Sink>, PlanError> {
     let error = |source| PlanError::Sink {
         sink: sink.name().to_string(),
         source,
     };
     Ok(match sink {
-        types::Sink::Sqlite(s) => Box::new(
+        types::Sink::Sqlite(s) => Arc::new(
             SqliteSink::connect(
                 &s.name,
                 &loaded.resolve(s.path.get_ref()),
@@ -184,7 +185,7 @@ async fn open_sink(
             .await
             .map_err(error)?,
         ),
-        types::Sink::Parquet(s) => Box::new(
+        types::Sink::Parquet(s) => Arc::new(
             ParquetSink::new(
                 &s.name,
                 &loaded.resolve(s.path.get_ref()),
