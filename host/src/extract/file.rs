@@ -265,16 +265,14 @@ fn decode_stream(
                         break;
                     }
                     // Bytes left over: the batch is full.
-                    match decoder.flush().map_err(|e| read_error_at(&path, e))? {
-                        Some(batch) => {
-                            if tx.send(Ok(batch)).await.is_err() {
-                                return Ok(()); // the reader went away
-                            }
-                        }
-                        None if used == 0 => {
+                    let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? else {
+                        if used == 0 {
                             return Err(read_error_at(&path, "the decoder made no progress"));
                         }
-                        None => {}
+                        continue;
+                    };
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return Ok(()); // the reader went away
                     }
                 }
             }

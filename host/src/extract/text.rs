@@ -7,18 +7,19 @@ use arrow::error::ArrowError;
 use arrow::{csv, json};
 
 pub enum TextDecoder {
-    Csv(csv::reader::Decoder),
+    // Boxed: the CSV decoder is much larger than the JSON one; one decoder per file.
+    Csv(Box<csv::reader::Decoder>),
     Json(json::reader::Decoder),
 }
 
 impl TextDecoder {
     pub fn csv(schema: SchemaRef, batch_size: usize) -> TextDecoder {
-        TextDecoder::Csv(
+        TextDecoder::Csv(Box::new(
             csv::ReaderBuilder::new(schema)
                 .with_header(true)
                 .with_batch_size(batch_size)
                 .build_decoder(),
-        )
+        ))
     }
 
     pub fn json(schema: SchemaRef, batch_size: usize) -> Result<TextDecoder, ArrowError> {
