@@ -113,13 +113,13 @@ fn main() {
         "## Transform: `orders-transform` (seed's `transform_orders`)\n\n\
          {rows} rows in {BATCH}-row batches, median of {RUNS} runs, input in memory (read not timed); \
          {rows_out} rows out. Machine: {}. Reproduce: `cargo bench --bench transform`.\n\n\
-         | implementation | median time | rows/s | Weir Wasm is |\n|---|---:|---:|---:|\n",
+         | implementation | median time | rows/s | Weir Wasm's throughput vs this |\n|---|---:|---:|---:|\n",
         machine()
     );
     let mut line = |name: &str, t: Duration| {
         let ratio = t.as_secs_f64() / wasm.as_secs_f64();
         table += &format!(
-            "| {name} | {:.3} s | {} | {ratio:.2}× its speed |\n",
+            "| {name} | {:.3} s | {} | {ratio:.2}× |\n",
             t.as_secs_f64(),
             millions(rate(t))
         );

@@ -267,7 +267,9 @@ mod tests {
         }
         eprintln!("{total} strings: Arrow accepts {accepted}, the fast path reads {fast_hits}");
         // Deterministic, so these only guard against the generator losing its valid strings.
-        assert!(accepted * 25 > total && fast_hits * 3 > accepted * 2);
+        // (Built beside the host, arrow has chrono-tz and accepts zone names too: more strings
+        // go to the fallback, hence the loose bound.)
+        assert!(accepted * 25 > total && fast_hits * 2 > accepted);
     }
 
     #[test]
