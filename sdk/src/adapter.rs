@@ -98,7 +98,7 @@ impl<T: Transform> t::Guest for TransformAdapter<T> {
     }
 
     fn transform(batch: Vec<u8>) -> Result<Vec<u8>, t::PluginError> {
-        let input = ipc::decode_batch(&batch).map_err(Error::from)?;
+        let input = ipc::decode_host_batch(&batch).map_err(Error::from)?;
         drop(batch);
         let output = with_state(|p: &mut T| p.transform(input))?;
         Ok(ipc::encode_batch(&output).map_err(|e| Error::internal(e.to_string()))?)
@@ -114,7 +114,7 @@ impl<V: Validator> v::Guest for ValidatorAdapter<V> {
     }
 
     fn validate(batch: Vec<u8>) -> Result<v::Validation, v::PluginError> {
-        let input = ipc::decode_batch(&batch).map_err(Error::from)?;
+        let input = ipc::decode_host_batch(&batch).map_err(Error::from)?;
         drop(batch);
         let checks = with_state(|p: &mut V| p.validate(&input))?;
         Ok(v::Validation {

@@ -39,9 +39,7 @@ pub struct PlannedStep {
 
 pub struct Plan {
     pub name: String,
-    pub base_dir: PathBuf,
     pub source: FileSource,
-    pub source_pattern: String,
     pub cursor: Option<String>,
     pub initial_watermark: Option<String>,
     pub transforms: Vec<PlannedStep>,
@@ -61,18 +59,7 @@ impl Plan {
         quiet: bool,
     ) -> Result<Plan, PlanError> {
         let pipeline = &loaded.pipeline;
-        let Source::Files(files) = &pipeline.source;
-        let spec = FileSpec {
-            pattern: files.path.get_ref().clone(),
-            format: files.format,
-            batch_size: files.batch_size,
-            declared: files
-                .schema
-                .iter()
-                .map(|(k, v)| (k.clone(), *v.get_ref()))
-                .collect(),
-        };
-        let source = FileSource::local(&loaded.base_dir, spec)?;
+        let (source, files) = file_source(loaded)?;
 
         let mut transforms = Vec::new();
         let mut validators = Vec::new();
@@ -134,9 +121,7 @@ impl Plan {
         };
         Ok(Plan {
             name: pipeline.name.get_ref().clone(),
-            base_dir: loaded.base_dir.clone(),
             source,
-            source_pattern: files.path.get_ref().clone(),
             cursor: files
                 .incremental
                 .as_ref()
@@ -215,6 +200,24 @@ pub fn load_plugin(runtime: &Runtime, path: &Path, quiet: bool) -> Result<Plugin
     runtime.load(&component).map_err(|e| e.to_string())
 }
 
+/// The pipeline's file source, and its settings.
+fn file_source(
+    loaded: &LoadedPipeline,
+) -> Result<(FileSource, &types::FileSource), crate::extract::ExtractError> {
+    let Source::Files(files) = &loaded.pipeline.source;
+    let spec = FileSpec {
+        pattern: files.path.get_ref().clone(),
+        format: files.format,
+        batch_size: files.batch_size,
+        declared: files
+            .schema
+            .iter()
+            .map(|(k, v)| (k.clone(), *v.get_ref()))
+            .collect(),
+    };
+    Ok((FileSource::local(&loaded.base_dir, spec)?, files))
+}
+
 /// What `host validate` and `host plan` report about a pipeline without running it.
 pub struct Report {
     /// The first source file's schema, or `None` when no file matches yet.
@@ -228,18 +231,7 @@ pub struct Report {
 /// checks and the cursor: every column a check or a mode names must exist.
 pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report, PlanError> {
     let pipeline = &loaded.pipeline;
-    let Source::Files(files) = &pipeline.source;
-    let spec = FileSpec {
-        pattern: files.path.get_ref().clone(),
-        format: files.format,
-        batch_size: files.batch_size,
-        declared: files
-            .schema
-            .iter()
-            .map(|(k, v)| (k.clone(), *v.get_ref()))
-            .collect(),
-    };
-    let source = FileSource::local(&loaded.base_dir, spec)?;
+    let (source, files) = file_source(loaded)?;
     let mut problems = Vec::new();
     let mut step_schemas = Vec::new();
     let source_schema = match source.list().await?.first() {

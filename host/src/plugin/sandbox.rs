@@ -165,3 +165,31 @@ impl HostMonotonicClock for EpochClock {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::forbidden_import;
+
+    #[test]
+    fn only_the_sandboxed_interfaces_may_be_imported() {
+        let std_guest = [
+            "wasi:io/streams@0.2.6",
+            "wasi:cli/environment@0.2.6",
+            "wasi:random/insecure-seed@0.2.6",
+        ];
+        assert_eq!(forbidden_import(std_guest), None);
+        assert_eq!(
+            forbidden_import(["weir:plugin/types@0.1.0", "wasi:clocks/wall-clock@0.2.0"]),
+            None
+        );
+        assert_eq!(
+            forbidden_import(["wasi:io/streams@0.2.6", "wasi:http/outgoing-handler@0.2.6"])
+                .as_deref(),
+            Some("wasi:http/outgoing-handler@0.2.6")
+        );
+        assert_eq!(
+            forbidden_import(["acme:net/socket"]).as_deref(),
+            Some("acme:net/socket")
+        );
+    }
+}

@@ -211,3 +211,129 @@ fn for_each_text(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+
+    use super::*;
+
+    fn batch(
+        ids: Vec<Option<i64>>,
+        totals: Vec<Option<f64>>,
+        codes: Vec<Option<&str>>,
+    ) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+            ("total", Arc::new(Float64Array::from(totals)) as ArrayRef),
+            ("code", Arc::new(StringArray::from(codes)) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn failing(checker: &mut Checker, batch: &RecordBatch) -> Vec<(usize, Vec<String>)> {
+        let mut verdict = Verdict::default();
+        checker.check_batch(batch, &mut verdict).unwrap();
+        verdict.failing.into_iter().collect()
+    }
+
+    #[test]
+    fn each_row_check_names_exactly_its_failing_rows() {
+        let checks = [
+            Check::NotNull {
+                column: "id".into(),
+            },
+            Check::Range {
+                column: "total".into(),
+                min: Some(0.0),
+                max: Some(100.0),
+            },
+            Check::AcceptedValues {
+                column: "code".into(),
+                values: vec!["USD".into(), "EUR".into()],
+            },
+            Check::Regex {
+                column: "code".into(),
+                pattern: "^[A-Z]{3}$".into(),
+            },
+        ];
+        let mut checker = Checker::new(&checks);
+        let b = batch(
+            vec![Some(1), None, Some(3), Some(4)],
+            vec![Some(5.0), Some(-1.0), Some(250.0), None],
+            vec![Some("USD"), Some("EUR"), Some("usd"), None],
+        );
+        assert_eq!(
+            failing(&mut checker, &b),
+            vec![
+                (
+                    1,
+                    vec!["not_null(id)".to_string(), "range(total)".to_string()]
+                ),
+                (
+                    2,
+                    vec![
+                        "range(total)".into(),
+                        "accepted_values(code)".into(),
+                        "regex(code)".into()
+                    ]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unique_spans_the_batches_of_a_load() {
+        let mut checker = Checker::new(&[Check::Unique {
+            column: "id".into(),
+        }]);
+        let first = batch(
+            vec![Some(1), Some(2), Some(1), None],
+            vec![None; 4],
+            vec![None; 4],
+        );
+        assert_eq!(
+            failing(&mut checker, &first),
+            vec![(2, vec!["unique(id)".to_string()])]
+        );
+        let second = batch(vec![Some(2), Some(3), None], vec![None; 3], vec![None; 3]);
+        assert_eq!(
+            failing(&mut checker, &second),
+            vec![(0, vec!["unique(id)".to_string()])]
+        );
+    }
+
+    #[test]
+    fn row_count_is_checked_over_the_load() {
+        let checker = Checker::new(&[Check::RowCount {
+            min: Some(1),
+            max: Some(10),
+        }]);
+        assert!(checker.check_load(5).is_empty());
+        assert_eq!(
+            checker.check_load(0),
+            vec!["row_count: the load has 0 rows; expected between 1 and 10"]
+        );
+        assert_eq!(
+            checker.check_load(11),
+            vec!["row_count: the load has 11 rows; expected between 1 and 10"]
+        );
+    }
+
+    #[test]
+    fn a_check_on_a_missing_column_says_which_columns_exist() {
+        let mut checker = Checker::new(&[Check::NotNull {
+            column: "shipped".into(),
+        }]);
+        let mut verdict = Verdict::default();
+        let error = checker
+            .check_batch(&batch(vec![Some(1)], vec![None], vec![None]), &mut verdict)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "check `not_null(shipped)`: the data has no column `shipped` (columns: id, total, code)"
+        );
+    }
+}
