@@ -26,13 +26,16 @@ pub fn run(file: &Path, quiet: bool) -> anyhow::Result<Outcome> {
             Ok(summary) => {
                 println!("{summary}");
                 if summary.rows_quarantined > 0 {
-                    eprintln!("warning: {} rows failed checks and were quarantined", summary.rows_quarantined);
+                    eprintln!(
+                        "warning: {} rows failed checks and were quarantined",
+                        summary.rows_quarantined
+                    );
                     return Ok(Outcome::Quarantined);
                 }
                 Ok(Outcome::Success)
             }
-            Err(RunError::Validation(report)) => {
-                eprintln!("error: validation failed; nothing was loaded and the watermark is unchanged\n{report}");
+            Err(e @ RunError::Validation(_)) => {
+                eprintln!("error: {e}");
                 Ok(Outcome::ValidationFailed)
             }
             Err(e) => Err(e).with_context(|| format!("pipeline {}", file.display())),
@@ -99,8 +102,7 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
             );
         }
         let consumed = state.consumed_files(name)?;
-        let plan = Plan::new(&loaded, &runtime, true).await?;
-        let files = plan.source.list().await?;
+        let files = &report.files;
         let new: Vec<_> = files
             .iter()
             .filter(|f| consumed.get(&f.path) != Some(&f.fingerprint))

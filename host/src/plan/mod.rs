@@ -220,6 +220,8 @@ fn file_source(
 
 /// What `host validate` and `host plan` report about a pipeline without running it.
 pub struct Report {
+    /// The files the source matches now, in reading order.
+    pub files: Vec<crate::extract::file::FoundFile>,
     /// The first source file's schema, or `None` when no file matches yet.
     pub source_schema: Option<arrow::datatypes::SchemaRef>,
     /// The schema after each transform, in order.
@@ -234,7 +236,8 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
     let (source, files) = file_source(loaded)?;
     let mut problems = Vec::new();
     let mut step_schemas = Vec::new();
-    let source_schema = match source.list().await?.first() {
+    let found = source.list().await?;
+    let source_schema = match found.first() {
         Some(file) => Some(source.schema(file).await?),
         None => {
             problems.push(format!("no file matches `{}` yet", files.path.get_ref()));
@@ -333,6 +336,7 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
         }
     }
     Ok(Report {
+        files: found,
         source_schema,
         step_schemas,
         problems,

@@ -170,25 +170,31 @@ path = "lake"
 partition_by = "order_month"
 "#;
 
-/// `order_id`s in the SQLite table, with their multiplicity.
-pub fn sqlite_ids(db: &Path) -> BTreeMap<i64, usize> {
+/// The `order_id`s of the SQLite table, or the query's error (no table, say). The database
+/// itself must open.
+fn order_ids(db: &Path) -> Result<Vec<i64>, sqlx::Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let url = format!("sqlite://{}", db.display());
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT order_id FROM orders")
-            .fetch_all(&pool)
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
-        let mut ids = BTreeMap::new();
-        for (id,) in rows {
-            *ids.entry(id).or_default() += 1;
-        }
-        ids
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT order_id FROM orders")
+            .fetch_all(&pool)
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     })
+}
+
+/// `order_id`s in the SQLite table, with their multiplicity.
+pub fn sqlite_ids(db: &Path) -> BTreeMap<i64, usize> {
+    let mut ids = BTreeMap::new();
+    for id in order_ids(db).unwrap() {
+        *ids.entry(id).or_default() += 1;
+    }
+    ids
 }
 
 /// Every row of a Parquet dataset (outside `_weir_` directories), with its partition.
@@ -236,19 +242,9 @@ pub fn once(ids: impl IntoIterator<Item = i64>) -> BTreeMap<i64, usize> {
     ids.into_iter().map(|id| (id, 1)).collect()
 }
 
+/// `order_id`s in the SQLite table; none when the table does not exist.
 pub fn sqlite_ids_or_empty(db: &Path) -> BTreeSet<i64> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        let rows: Result<Vec<(i64,)>, _> = sqlx::query_as("SELECT order_id FROM orders")
-            .fetch_all(&pool)
-            .await;
-        rows.map(|r| r.into_iter().map(|(id,)| id).collect())
-            .unwrap_or_default()
-    })
+    order_ids(db)
+        .map(|ids| ids.into_iter().collect())
+        .unwrap_or_default()
 }
