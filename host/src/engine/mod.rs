@@ -218,6 +218,7 @@ async fn attempt(
                 }
                 let read = batch.num_rows();
                 summary.rows_read += read as u64;
+                progress.rows(read as u64);
                 for session in &mut transforms {
                     batch = tokio::task::block_in_place(|| session.transform(&batch))?;
                 }
@@ -262,7 +263,6 @@ async fn attempt(
                         sink.send(good.clone()).await?;
                     }
                 }
-                progress.rows(read as u64);
             }
         }
         let loaded_rows = summary.rows_read - summary.rows_rejected - summary.rows_quarantined;
