@@ -144,7 +144,9 @@ fn the_full_example_loads_and_resolves_modes() {
         ]
     );
 
-    let Source::Files(files) = &p.source;
+    let Source::Files(files) = &p.source else {
+        panic!("a file source")
+    };
     assert_eq!(files.path.get_ref(), "data/orders/*.csv");
     assert_eq!(files.batch_size, 65536);
     assert_eq!(
@@ -199,7 +201,9 @@ path = "lake"
     .load(&[])
     .unwrap();
     assert_eq!(loaded.modes, [LoadMode::Append]);
-    let Source::Files(files) = &loaded.pipeline.source;
+    let Source::Files(files) = &loaded.pipeline.source else {
+        panic!("a file source")
+    };
     assert_eq!(files.batch_size, 65_536);
     assert_eq!(loaded.pipeline.on_fail, OnFail::Abort);
     assert_eq!(loaded.pipeline.retry.attempts, 3);
@@ -220,7 +224,9 @@ path = "lake"
 "#,
     );
     let loaded = load(&project.file).unwrap();
-    let Source::Files(files) = &loaded.pipeline.source;
+    let Source::Files(files) = &loaded.pipeline.source else {
+        panic!("a file source")
+    };
     assert_eq!(
         files.path.get_ref(),
         &format!("{}/data/*.csv", env!("CARGO_MANIFEST_DIR"))
@@ -479,7 +485,9 @@ table = "orders"
         ("WAREHOUSE_DIR", "/srv/wh"),
     ];
     let loaded = project.load(&vars).unwrap();
-    let Source::Files(files) = &loaded.pipeline.source;
+    let Source::Files(files) = &loaded.pipeline.source else {
+        panic!("a file source")
+    };
     assert_eq!(files.path.get_ref(), "/srv/data/orders/*.csv");
     let Step::Transform(step) = &loaded.pipeline.steps[0] else {
         panic!()

@@ -105,8 +105,3 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
-
-fn source_pattern(loaded: &crate::config::LoadedPipeline) -> String {
-    let crate::config::types::Source::Files(files) = &loaded.pipeline.source;
-    files.path.get_ref().clone()
-}

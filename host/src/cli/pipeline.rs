@@ -71,7 +71,7 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
         if let Some(schema) = &report.source_schema {
             println!(
                 "source   {} → {}",
-                super::source_pattern(&loaded),
+                plan::source_label(&loaded),
                 columns(schema)
             );
         }
@@ -102,14 +102,30 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
             );
         }
         let consumed = state.consumed_files(name)?;
-        let files = &report.files;
+        let (files, queries): (Vec<_>, Vec<_>) =
+            report.parts.iter().partition(|p| p.fingerprint.is_some());
         let new: Vec<_> = files
             .iter()
-            .filter(|f| consumed.get(&f.path) != Some(&f.fingerprint))
+            .filter(|f| consumed.get(&f.name) != f.fingerprint.as_ref())
             .collect();
-        println!("would read {} of {} files:", new.len(), files.len());
+        if !files.is_empty() || queries.is_empty() {
+            println!("would read {} of {} files:", new.len(), files.len());
+        }
         for file in new {
-            println!("  {} ({} bytes)", file.path, file.fingerprint.size);
+            let size = file.fingerprint.as_ref().map_or(0, |f| f.size);
+            println!("  {} ({size} bytes)", file.name);
+        }
+        for query in queries {
+            match pipeline.source.incremental().map(|i| i.cursor.get_ref()) {
+                Some(cursor) => println!(
+                    "would read {}: rows with `{cursor}` past the watermark",
+                    query.name
+                ),
+                None => println!(
+                    "would read {}: every row (no `incremental` cursor)",
+                    query.name
+                ),
+            }
         }
         for problem in &report.problems {
             println!("problem  {problem}");

@@ -41,6 +41,34 @@ pub struct Pipeline {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
     Files(FileSource),
+    Postgres(DatabaseSource),
+}
+
+impl Source {
+    pub fn incremental(&self) -> Option<&Incremental> {
+        match self {
+            Source::Files(files) => files.incremental.as_ref(),
+            Source::Postgres(database) => database.incremental.as_ref(),
+        }
+    }
+}
+
+/// A table or a query in a database, read through sqlx.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSource {
+    /// `postgres://user:${PGPASSWORD}@host:5432/db`; write secrets as `${VAR}`.
+    pub url: Spanned<String>,
+    /// A table (`orders` or `schema.orders`); or `query`.
+    #[serde(default)]
+    pub table: Option<Spanned<String>>,
+    /// A `SELECT` whose rows are read; or `table`.
+    #[serde(default)]
+    pub query: Option<Spanned<String>>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub incremental: Option<Incremental>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +196,7 @@ pub struct Quarantine {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Sink {
     Sqlite(SqliteSink),
+    Postgres(PostgresSink),
     Parquet(ParquetSink),
 }
 
@@ -175,9 +204,43 @@ impl Sink {
     pub fn name(&self) -> &str {
         match self {
             Sink::Sqlite(s) => &s.name,
+            Sink::Postgres(s) => &s.name,
             Sink::Parquet(s) => &s.name,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSink {
+    pub name: String,
+    /// `postgres://user:${PGPASSWORD}@host:5432/db`; write secrets as `${VAR}`.
+    pub url: Spanned<String>,
+    /// `orders` or `schema.orders` (created from the load's columns if missing).
+    pub table: Spanned<String>,
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<ModeName>,
+    /// The partition column of `replace_partition`.
+    #[serde(default)]
+    pub partition_by: Option<String>,
+    /// The key columns of `merge`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// What to do when the table's columns differ from the load's.
+    #[serde(default)]
+    pub schema: SchemaPolicy,
+}
+
+/// Schema drift between a load and an existing table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaPolicy {
+    /// The load's columns must be exactly the table's.
+    #[default]
+    Strict,
+    /// New columns are added (nullable); table columns the load lacks get NULL. A changed
+    /// type always fails.
+    Evolve,
 }
 
 #[derive(Debug, Clone, Deserialize)]

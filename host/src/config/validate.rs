@@ -7,7 +7,8 @@ use std::path::Path;
 use super::ConfigError;
 use super::error::Locator;
 use super::types::{
-    Check, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep, Sink, Source, Step,
+    Check, DatabaseSource, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep, Sink,
+    Source, Step,
 };
 
 /// Checks `pipeline` and resolves each sink's load mode (same order as `sinks`).
@@ -17,8 +18,10 @@ pub(super) fn validate(
     at: &Locator<'_>,
 ) -> Result<Vec<LoadMode>, ConfigError> {
     not_blank(pipeline.name.get_ref(), "name", at)?;
-    let Source::Files(files) = &pipeline.source;
-    source(files, at)?;
+    match &pipeline.source {
+        Source::Files(files) => file_source(files, at)?,
+        Source::Postgres(database) => database_source(database, at)?,
+    }
     for (i, step) in pipeline.steps.iter().enumerate() {
         let (Step::Transform(plugin) | Step::Validate(plugin)) = step;
         plugin_path(plugin, base_dir, &format!("steps[{i}].plugin"), at)?;
@@ -45,12 +48,38 @@ pub(super) fn validate(
     sinks(&pipeline.sinks, at)
 }
 
-fn source(files: &FileSource, at: &Locator<'_>) -> Result<(), ConfigError> {
+fn file_source(files: &FileSource, at: &Locator<'_>) -> Result<(), ConfigError> {
     not_blank(files.path.get_ref(), "source.path", at)?;
-    if files.batch_size == 0 {
+    batch_and_cursor(files.batch_size, &files.incremental, at)
+}
+
+fn database_source(database: &DatabaseSource, at: &Locator<'_>) -> Result<(), ConfigError> {
+    postgres_url(database.url.get_ref(), "source.url", at)?;
+    match (&database.table, &database.query) {
+        (Some(table), None) => not_blank(table.get_ref(), "source.table", at)?,
+        (None, Some(query)) => not_blank(query.get_ref(), "source.query", at)?,
+        (Some(_), Some(_)) => {
+            return Err(at.at_key("source.query", "give `table` or `query`, not both"));
+        }
+        (None, None) => {
+            return Err(at.at_key(
+                "source",
+                "a postgres source needs `table` (a table name) or `query` (a SELECT)",
+            ));
+        }
+    }
+    batch_and_cursor(database.batch_size, &database.incremental, at)
+}
+
+fn batch_and_cursor(
+    batch_size: usize,
+    incremental: &Option<super::types::Incremental>,
+    at: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    if batch_size == 0 {
         return Err(at.at_key("source.batch_size", "must be greater than 0"));
     }
-    if let Some(incremental) = &files.incremental {
+    if let Some(incremental) = incremental {
         not_blank(
             incremental.cursor.get_ref(),
             "source.incremental.cursor",
@@ -58,6 +87,16 @@ fn source(files: &FileSource, at: &Locator<'_>) -> Result<(), ConfigError> {
         )?;
     }
     Ok(())
+}
+
+fn postgres_url(url: &str, key: &str, at: &Locator<'_>) -> Result<(), ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(());
+    }
+    Err(at.at_key(
+        key,
+        "expected a URL like `postgres://user:${PGPASSWORD}@host:5432/database`",
+    ))
 }
 
 /// A plugin is a crate directory (built on first use) or a compiled `.wasm` component.
@@ -173,14 +212,22 @@ fn sinks(sinks: &[Sink], at: &Locator<'_>) -> Result<Vec<LoadMode>, ConfigError>
             );
             return Err(at.at_key(&format!("{key}.name"), message));
         }
-        let (path, mode, partition_by, keys) = match sink {
+        let (mode, partition_by, keys) = match sink {
             Sink::Sqlite(s) => {
+                not_blank(s.path.get_ref(), &format!("{key}.path"), at)?;
                 not_blank(s.table.get_ref(), &format!("{key}.table"), at)?;
-                (&s.path, *s.mode.get_ref(), &s.partition_by, &s.keys)
+                (*s.mode.get_ref(), &s.partition_by, &s.keys)
             }
-            Sink::Parquet(s) => (&s.path, *s.mode.get_ref(), &s.partition_by, &s.keys),
+            Sink::Postgres(s) => {
+                postgres_url(s.url.get_ref(), &format!("{key}.url"), at)?;
+                not_blank(s.table.get_ref(), &format!("{key}.table"), at)?;
+                (*s.mode.get_ref(), &s.partition_by, &s.keys)
+            }
+            Sink::Parquet(s) => {
+                not_blank(s.path.get_ref(), &format!("{key}.path"), at)?;
+                (*s.mode.get_ref(), &s.partition_by, &s.keys)
+            }
         };
-        not_blank(path.get_ref(), &format!("{key}.path"), at)?;
         if let Some(column) = partition_by {
             not_blank(column, &format!("{key}.partition_by"), at)?;
         }

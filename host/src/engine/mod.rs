@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 pub use summary::RunSummary;
 
 use crate::config::types::OnFail;
-use crate::extract::ExtractError;
 use crate::extract::incremental::CursorFilter;
+use crate::extract::{CursorRange, ExtractError, Part};
 use crate::load::LoadError;
 use crate::observe::Progress;
 use crate::plan::Plan;
@@ -113,19 +113,37 @@ pub async fn run(plan: &mut Plan, options: RunOptions) -> Result<RunSummary, Run
 struct Window {
     load_id: String,
     watermark_before: Option<String>,
-    files: Vec<crate::extract::file::FoundFile>,
+    parts: Vec<Part>,
+    /// For sources that select by cursor: the highest cursor this load reads (the next
+    /// watermark), fixed before reading so that a replay reads exactly the same rows.
+    upto: Option<String>,
     replay: bool,
+}
+
+impl Window {
+    /// The files of the load (the parts that have a fingerprint), by path.
+    fn files(&self) -> BTreeMap<String, FileFingerprint> {
+        self.parts
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.fingerprint.clone()?)))
+            .collect()
+    }
 }
 
 async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
     let listed = plan.source.list().await?;
+    let selects = plan.source.selects_by_cursor();
     if let Some(pending) = state.pending_load(&plan.name)? {
         // Replay exactly what the interrupted run was committing.
-        let files = listed
+        let parts: Vec<Part> = listed
             .into_iter()
-            .filter(|f| pending.files.get(&f.path) == Some(&f.fingerprint))
-            .collect::<Vec<_>>();
-        if files.len() != pending.files.len() {
+            .filter(|p| match &p.fingerprint {
+                Some(fingerprint) => pending.files.get(&p.name) == Some(fingerprint),
+                None => true,
+            })
+            .collect();
+        let files = parts.iter().filter(|p| p.fingerprint.is_some()).count();
+        if files != pending.files.len() {
             tracing::warn!(
                 "files of the interrupted load {} changed since; replaying what is left",
                 pending.load_id
@@ -134,35 +152,50 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
         return Ok(Window {
             load_id: pending.load_id,
             watermark_before: pending.watermark_before,
-            files,
+            upto: pending.watermark_after.filter(|_| selects),
+            parts,
             replay: true,
         });
     }
     let consumed = state.consumed_files(&plan.name)?;
-    let files: Vec<_> = listed
+    let mut parts: Vec<Part> = listed
         .into_iter()
-        .filter(|f| consumed.get(&f.path) != Some(&f.fingerprint))
+        .filter(|p| {
+            p.fingerprint
+                .as_ref()
+                .is_none_or(|fingerprint| consumed.get(&p.name) != Some(fingerprint))
+        })
         .collect();
     let watermark_before = state
         .watermark(&plan.name)?
         .or_else(|| plan.initial_watermark.clone());
+    let mut upto = None;
+    if selects && plan.cursor.is_some() {
+        upto = plan.source.upper_bound(watermark_before.as_deref()).await?;
+        if upto.is_none() {
+            parts.clear(); // nothing past the watermark
+        }
+    }
     let mut hasher = Sha256::new();
     hasher.update(plan.name.as_bytes());
-    hasher.update(format!("\n{watermark_before:?}\n").as_bytes());
-    for file in &files {
-        hasher.update(
-            format!(
-                "{}\t{}\t{:?}\n",
-                file.path, file.fingerprint.size, file.fingerprint.etag
-            )
-            .as_bytes(),
-        );
+    hasher.update(format!("\n{watermark_before:?}\n{upto:?}\n").as_bytes());
+    for part in &parts {
+        let (size, etag) = part
+            .fingerprint
+            .as_ref()
+            .map_or((0, None), |f| (f.size, f.etag.clone()));
+        hasher.update(format!("{}\t{size}\t{etag:?}\n", part.name).as_bytes());
+    }
+    if selects && plan.cursor.is_none() {
+        // A full read of a table is a new snapshot on every run.
+        hasher.update(now().as_bytes());
     }
     let load_id = hex::encode(&hasher.finalize()[..12]);
     Ok(Window {
         load_id,
         watermark_before,
-        files,
+        parts,
+        upto,
         replay: false,
     })
 }
@@ -174,7 +207,7 @@ async fn attempt(
 ) -> Result<RunSummary, RunError> {
     let window = window(plan, state).await?;
     let mut summary = RunSummary::new(&plan.name, &window.load_id, window.watermark_before.clone());
-    if window.files.is_empty() {
+    if window.parts.is_empty() {
         summary.status = RunStatus::NothingNew;
         state.record_run(&plan.name, &summary.record(run_id(), now()))?;
         return Ok(summary);
@@ -192,9 +225,15 @@ async fn attempt(
         .map(|s| s.plugin.validate_session(&s.config_json, s.policy))
         .collect::<Result<_, _>>()?;
     let mut checker = Checker::new(&plan.checks);
+    // Sources that select by cursor read only `range`; the others are filtered here.
+    let range = CursorRange {
+        after: window.watermark_before.clone(),
+        upto: window.upto.clone(),
+    };
     let mut cursor = plan
         .cursor
         .as_ref()
+        .filter(|_| !plan.source.selects_by_cursor())
         .map(|c| CursorFilter::new(c, window.watermark_before.clone()));
     let mut sinks: Vec<SinkWriter> = plan
         .sinks
@@ -208,9 +247,9 @@ async fn attempt(
     let mut failures = Failures::default();
 
     let outcome: Result<(), RunError> = async {
-        for file in &window.files {
-            progress.file(&file.path);
-            let mut batches = plan.source.read(file).await?;
+        for part in &window.parts {
+            progress.file(&part.name);
+            let mut batches = plan.source.read(part, &range).await?;
             while let Some(batch) = batches.next().await {
                 let mut batch = batch?;
                 if let Some(cursor) = cursor.as_mut() {
@@ -305,12 +344,9 @@ async fn attempt(
     let watermark_after = cursor
         .as_ref()
         .and_then(|c| c.next_watermark())
+        .or(window.upto.clone())
         .or(window.watermark_before.clone());
-    let files: BTreeMap<String, FileFingerprint> = window
-        .files
-        .iter()
-        .map(|f| (f.path.clone(), f.fingerprint.clone()))
-        .collect();
+    let files = window.files();
     if !window.replay {
         let pending = PendingLoad {
             load_id: window.load_id.clone(),
@@ -341,7 +377,7 @@ async fn attempt(
     fault.at("after_sink_commit");
     summary.status = RunStatus::Succeeded;
     summary.watermark_after = watermark_after.clone();
-    summary.files = window.files.len();
+    summary.files = window.parts.len();
     state.commit_load(
         &plan.name,
         watermark_after.as_deref(),

@@ -16,7 +16,7 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use super::object_reader::ObjectReader;
 use super::text::{TextDecoder, infer_schema};
-use super::{BatchStream, ExtractError, ROW_COLUMN, SOURCE_COLUMN};
+use super::{BatchStream, CursorRange, ExtractError, Part, ROW_COLUMN, SOURCE_COLUMN};
 use crate::config::types::{ColumnType, FileFormat};
 use crate::state::FileFingerprint;
 
@@ -293,7 +293,7 @@ fn decode_stream(
     .boxed()
 }
 
-fn with_provenance(
+pub(crate) fn with_provenance(
     batch: &RecordBatch,
     path: &str,
     first_row: i64,
@@ -350,5 +350,48 @@ fn io_error(file: &FoundFile, e: object_store::Error) -> ExtractError {
     ExtractError::Read {
         path: file.path.clone(),
         message: format!("I/O: {e}"),
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Source for FileSource {
+    async fn list(&self) -> Result<Vec<Part>, ExtractError> {
+        Ok(FileSource::list(self)
+            .await?
+            .into_iter()
+            .map(Part::from)
+            .collect())
+    }
+
+    async fn schema(&self, part: &Part) -> Result<SchemaRef, ExtractError> {
+        FileSource::schema(self, &FoundFile::from(part)).await
+    }
+
+    async fn read(&self, part: &Part, _: &CursorRange) -> Result<BatchStream, ExtractError> {
+        FileSource::read(self, &FoundFile::from(part)).await
+    }
+}
+
+impl From<FoundFile> for Part {
+    fn from(file: FoundFile) -> Part {
+        Part {
+            name: file.path,
+            location: file.location.to_string(),
+            fingerprint: Some(file.fingerprint),
+        }
+    }
+}
+
+impl From<&Part> for FoundFile {
+    fn from(part: &Part) -> FoundFile {
+        FoundFile {
+            path: part.name.clone(),
+            location: ObjectPath::from(part.location.as_str()),
+            fingerprint: part.fingerprint.clone().unwrap_or(FileFingerprint {
+                size: 0,
+                etag: None,
+                modified_ms: None,
+            }),
+        }
     }
 }

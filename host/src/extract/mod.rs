@@ -1,20 +1,68 @@
-//! Sources: where batches come from. One file per kind; each yields a stream of bounded
-//! Arrow batches carrying provenance columns (`_weir_source`, `_weir_row`) so that a bad
-//! row can be named by its source and row after any transform.
+//! Sources: where batches come from. One file per kind, each implementing [`Source`]; each
+//! yields a stream of bounded Arrow batches carrying provenance columns (`_weir_source`,
+//! `_weir_row`) so that a bad row can be named by its source and row after any transform.
 
 pub mod file;
 pub mod incremental;
 mod object_reader;
+pub mod postgres;
 mod text;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
 use futures::stream::BoxStream;
+
+use crate::state::FileFingerprint;
 
 /// Provenance columns the extractor adds; sinks drop every `_weir_` column.
 pub const SOURCE_COLUMN: &str = "_weir_source";
 pub const ROW_COLUMN: &str = "_weir_row";
 
 pub type BatchStream = BoxStream<'static, Result<RecordBatch, ExtractError>>;
+
+/// One unit a source reads: a file, or a query.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// How the user names it: a file path as written in the pipeline, or the table or query.
+    pub name: String,
+    /// What a file looked like when listed, so a consumed file is not read again. `None` for
+    /// parts read on every run (queries, which select new rows by cursor instead).
+    pub fingerprint: Option<FileFingerprint>,
+    /// Where the source finds the part (an object path for files).
+    pub(crate) location: String,
+}
+
+/// The rows a run reads from a source that selects by cursor itself: `after < cursor <= upto`
+/// (a bound that is `None` is open).
+#[derive(Debug, Clone, Default)]
+pub struct CursorRange {
+    pub after: Option<String>,
+    pub upto: Option<String>,
+}
+
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// What the source holds now, in reading order.
+    async fn list(&self) -> Result<Vec<Part>, ExtractError>;
+    /// The part's columns as they will be read, without the provenance columns.
+    async fn schema(&self, part: &Part) -> Result<SchemaRef, ExtractError>;
+    /// The part's rows; a source that [selects by cursor](Source::selects_by_cursor) reads
+    /// only `range`, others ignore it.
+    async fn read(&self, part: &Part, range: &CursorRange) -> Result<BatchStream, ExtractError>;
+    /// Whether the source selects rows past the watermark itself (a query's `WHERE`). If not,
+    /// the engine filters the batches and tracks the highest cursor.
+    fn selects_by_cursor(&self) -> bool {
+        false
+    }
+    /// For sources that select by cursor: the highest cursor past `after` now, `None` when
+    /// there is nothing new. Fixing it before reading makes the run's range, and so its
+    /// replay after a crash, exact.
+    async fn upper_bound(&self, after: Option<&str>) -> Result<Option<String>, ExtractError> {
+        let _ = after;
+        Ok(None)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
@@ -37,6 +85,14 @@ pub enum ExtractError {
         row: i64,
         column: String,
     },
+    /// A database source's query or connection failed; `action` says what was being done.
+    #[error("{source_name}: {action} failed: {error}")]
+    Database {
+        source_name: String,
+        action: String,
+        #[source]
+        error: sqlx::Error,
+    },
     #[error(
         "watermark `{watermark}` cannot be compared with cursor column `{column}` ({data_type}): {message}"
     )]
@@ -51,6 +107,9 @@ pub enum ExtractError {
 impl ExtractError {
     /// I/O on the store may succeed if tried again; bad data or config will not.
     pub fn is_transient(&self) -> bool {
+        if let ExtractError::Database { error, .. } = self {
+            return crate::load::postgres::is_transient(error);
+        }
         matches!(self, ExtractError::List { .. })
             || matches!(self, ExtractError::Read { message, .. } if message.starts_with("I/O"))
     }

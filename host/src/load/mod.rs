@@ -1,4 +1,5 @@
-//! Sinks: where a load's batches end up. One file per kind (SQLite table, Parquet dataset).
+//! Sinks: where a load's batches end up. One module per kind (SQLite table, Postgres table,
+//! Parquet dataset).
 //!
 //! Every load is exactly-once per load id: a sink writes the load's data and a marker
 //! naming the load id together, so a replay of a committed load is recognised
@@ -14,6 +15,7 @@ macro_rules! load_err {
 }
 
 pub mod parquet;
+pub mod postgres;
 pub mod sqlite;
 
 use arrow::array::RecordBatch;
@@ -21,6 +23,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 
 pub use self::parquet::ParquetSink;
+pub use self::postgres::PostgresSink;
 pub use self::sqlite::SqliteSink;
 pub use crate::config::types::LoadMode;
 
@@ -57,6 +60,13 @@ pub enum LoadError {
     /// A statement failed; `action` says what the sink was doing.
     #[error("sink `{sink}`: {action} failed: {source}; {}", sqlite_hint(source))]
     Sqlite {
+        sink: String,
+        action: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("sink `{sink}`: {action} failed: {source}; {}", postgres::hint(source))]
+    Postgres {
         sink: String,
         action: String,
         #[source]
@@ -101,6 +111,7 @@ impl LoadError {
     pub fn is_transient(&self) -> bool {
         match self {
             LoadError::Sqlite { source, .. } => sqlx_is_transient(source),
+            LoadError::Postgres { source, .. } => postgres::is_transient(source),
             LoadError::Store { source, .. } => store_is_transient(source),
             // `External` is what the async writer wraps the store's I/O errors in.
             LoadError::Parquet { source, .. } => {

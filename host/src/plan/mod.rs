@@ -8,8 +8,11 @@ use crate::config::LoadedPipeline;
 use crate::config::types::Check as CheckSpec;
 use crate::config::types::{self, LoadMode, OnFail, Source, Step};
 use crate::extract::file::{FileSource, FileSpec};
+use crate::extract::postgres::{PostgresSource, PostgresSpec, Relation};
+use crate::extract::{Part, Source as SourceImpl};
 use crate::load::Sink;
 use crate::load::parquet::ParquetSink;
+use crate::load::postgres::PostgresSink;
 use crate::load::sqlite::SqliteSink;
 use crate::plugin::build::{BuildOptions, build};
 use crate::plugin::{Plugin, PluginKind, Runtime, StepPolicy};
@@ -39,7 +42,7 @@ pub struct PlannedStep {
 
 pub struct Plan {
     pub name: String,
-    pub source: FileSource,
+    pub source: Box<dyn SourceImpl>,
     pub cursor: Option<String>,
     pub initial_watermark: Option<String>,
     pub transforms: Vec<PlannedStep>,
@@ -59,7 +62,7 @@ impl Plan {
         quiet: bool,
     ) -> Result<Plan, PlanError> {
         let pipeline = &loaded.pipeline;
-        let (source, files) = file_source(loaded)?;
+        let (source, incremental) = open_source(loaded)?;
 
         let mut transforms = Vec::new();
         let mut validators = Vec::new();
@@ -122,11 +125,8 @@ impl Plan {
         Ok(Plan {
             name: pipeline.name.get_ref().clone(),
             source,
-            cursor: files
-                .incremental
-                .as_ref()
-                .map(|i| i.cursor.get_ref().clone()),
-            initial_watermark: files.incremental.as_ref().and_then(|i| i.initial.clone()),
+            cursor: incremental.map(|i| i.cursor.get_ref().clone()),
+            initial_watermark: incremental.and_then(|i| i.initial.clone()),
             transforms,
             validators,
             checks: pipeline
@@ -170,6 +170,11 @@ async fn open_sink(
             .await
             .map_err(error)?,
         ),
+        types::Sink::Postgres(s) => Arc::new(
+            PostgresSink::connect(&s.name, s.url.get_ref(), s.table.get_ref(), mode, s.schema)
+                .await
+                .map_err(error)?,
+        ),
         types::Sink::Parquet(s) => Arc::new(
             ParquetSink::new(
                 &s.name,
@@ -200,29 +205,51 @@ pub fn load_plugin(runtime: &Runtime, path: &Path, quiet: bool) -> Result<Plugin
     runtime.load(&component).map_err(|e| e.to_string())
 }
 
-/// The pipeline's file source, and its settings.
-fn file_source(
+/// The pipeline's source, and its incremental settings.
+fn open_source(
     loaded: &LoadedPipeline,
-) -> Result<(FileSource, &types::FileSource), crate::extract::ExtractError> {
-    let Source::Files(files) = &loaded.pipeline.source;
-    let spec = FileSpec {
-        pattern: files.path.get_ref().clone(),
-        format: files.format,
-        batch_size: files.batch_size,
-        declared: files
-            .schema
-            .iter()
-            .map(|(k, v)| (k.clone(), *v.get_ref()))
-            .collect(),
+) -> Result<(Box<dyn SourceImpl>, Option<&types::Incremental>), crate::extract::ExtractError> {
+    let incremental = loaded.pipeline.source.incremental();
+    let source: Box<dyn SourceImpl> = match &loaded.pipeline.source {
+        Source::Files(files) => {
+            let spec = FileSpec {
+                pattern: files.path.get_ref().clone(),
+                format: files.format,
+                batch_size: files.batch_size,
+                declared: files
+                    .schema
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v.get_ref()))
+                    .collect(),
+            };
+            Box::new(FileSource::local(&loaded.base_dir, spec)?)
+        }
+        Source::Postgres(database) => {
+            let relation = match (&database.table, &database.query) {
+                (Some(table), _) => Relation::Table(table.get_ref().clone()),
+                (None, query) => Relation::Query(
+                    query
+                        .as_ref()
+                        .map(|q| q.get_ref().clone())
+                        .unwrap_or_default(),
+                ),
+            };
+            let spec = PostgresSpec {
+                relation,
+                batch_size: database.batch_size,
+                cursor: incremental.map(|i| i.cursor.get_ref().clone()),
+            };
+            Box::new(PostgresSource::new(database.url.get_ref(), spec)?)
+        }
     };
-    Ok((FileSource::local(&loaded.base_dir, spec)?, files))
+    Ok((source, incremental))
 }
 
 /// What `host validate` and `host plan` report about a pipeline without running it.
 pub struct Report {
-    /// The files the source matches now, in reading order.
-    pub files: Vec<crate::extract::file::FoundFile>,
-    /// The first source file's schema, or `None` when no file matches yet.
+    /// What the source holds now (files, or the query), in reading order.
+    pub parts: Vec<Part>,
+    /// The first part's schema, or `None` when no file matches yet.
     pub source_schema: Option<arrow::datatypes::SchemaRef>,
     /// The schema after each transform, in order.
     pub step_schemas: Vec<(String, arrow::datatypes::SchemaRef)>,
@@ -233,19 +260,19 @@ pub struct Report {
 /// checks and the cursor: every column a check or a mode names must exist.
 pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report, PlanError> {
     let pipeline = &loaded.pipeline;
-    let (source, files) = file_source(loaded)?;
+    let (source, incremental) = open_source(loaded)?;
     let mut problems = Vec::new();
     let mut step_schemas = Vec::new();
     let found = source.list().await?;
     let source_schema = match found.first() {
-        Some(file) => Some(source.schema(file).await?),
+        Some(part) => Some(source.schema(part).await?),
         None => {
-            problems.push(format!("no file matches `{}` yet", files.path.get_ref()));
+            problems.push(format!("no file matches `{}` yet", source_label(loaded)));
             None
         }
     };
     let mut schema = source_schema.clone();
-    if let (Some(schema), Some(incremental)) = (&schema, &files.incremental)
+    if let (Some(schema), Some(incremental)) = (&schema, incremental)
         && schema
             .field_with_name(incremental.cursor.get_ref())
             .is_err()
@@ -336,9 +363,20 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
         }
     }
     Ok(Report {
-        files: found,
+        parts: found,
         source_schema,
         step_schemas,
         problems,
     })
+}
+
+/// The source as the pipeline file names it (never a URL: it may hold a password).
+pub fn source_label(loaded: &LoadedPipeline) -> String {
+    match &loaded.pipeline.source {
+        Source::Files(files) => files.path.get_ref().clone(),
+        Source::Postgres(database) => match (&database.table, &database.query) {
+            (Some(table), _) => format!("postgres table {}", table.get_ref()),
+            _ => "postgres query".to_string(),
+        },
+    }
 }
