@@ -767,3 +767,36 @@ fn an_unreadable_file_names_the_path() {
             .starts_with("/nonexistent/weir/orders.toml: cannot read the pipeline file: ")
     );
 }
+
+#[test]
+fn postgres_source_and_sink_settings_are_checked() {
+    let source = |body: &str| {
+        format!(
+            "name = \"orders\"\n[source]\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\n{body}\n{SINK}"
+        )
+    };
+    assert_eq!(
+        error_of(&source("table = \"orders\"\nquery = \"SELECT 1\"")),
+        "TMP/pipelines/orders.toml:6: source.query: give `table` or `query`, not both"
+    );
+    assert_eq!(
+        error_of(&source("")),
+        "TMP/pipelines/orders.toml:2: source: a postgres source needs `table` (a table name) or \
+         `query` (a SELECT)"
+    );
+    let bad_url = source("table = \"orders\"").replace("postgres://u@h/db", "mysql://u@h/db");
+    assert_eq!(
+        error_of(&bad_url),
+        "TMP/pipelines/orders.toml:4: source.url: expected a URL like \
+         `postgres://user:${PGPASSWORD}@host:5432/database`"
+    );
+    let sink = "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"data/*.csv\"\n\n\
+                [[sinks]]\nkind = \"postgres\"\nname = \"dw\"\nurl = \"postgres://u@h/db\"\n\
+                table = \"orders\"\nschema = \"loose\"\n";
+    let error = error_of(sink);
+    assert!(
+        error.starts_with("TMP/pipelines/orders.toml:11: sinks[0].schema:"),
+        "{error}"
+    );
+    assert!(error.contains("expected `strict` or `evolve`"), "{error}");
+}
