@@ -330,8 +330,8 @@ name = "warehouse"
 "#;
     assert_eq!(
         error_of(toml),
-        "TMP/pipelines/orders.toml:6: sinks[0].kind: unknown variant `sqlit`, expected `sqlite` or \
-         `parquet`; did you mean `sqlite`?"
+        "TMP/pipelines/orders.toml:6: sinks[0].kind: unknown variant `sqlit`, expected one of \
+         `sqlite`, `postgres`, `parquet`; did you mean `sqlite`?"
     );
 }
 
@@ -360,7 +360,7 @@ name = "lake"
 "#;
     assert_eq!(
         error_of(no_kind),
-        "TMP/pipelines/orders.toml:5: sinks[0].kind: missing required key, expected one of `sqlite`, `parquet`"
+        "TMP/pipelines/orders.toml:5: sinks[0].kind: missing required key, expected one of `sqlite`, `postgres`, `parquet`"
     );
 
     let no_sinks = r#"name = "orders"
