@@ -4,6 +4,10 @@
 run:
     cargo run --release -- run pipelines/orders.toml
 
+# The Postgres example against a throwaway server on loopback.
+postgres-demo:
+    scripts/postgres-demo
+
 # The whole test suite (what CI runs).
 test:
     cargo test --release

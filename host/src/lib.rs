@@ -8,7 +8,10 @@
 //! - [`plugin`] — the Wasm runtime: engine, sandbox (memory cap, time budget, no
 //!   capabilities by default), compiled-component cache, transform and validate sessions,
 //!   and `host plugin build`.
-//! - [`extract`] — sources; one file per kind (today: local CSV and Parquet files).
+//! - [`extract`] — sources behind the [`extract::Source`] trait; one module per kind (files
+//!   through object_store, Postgres tables and queries).
+//! - [`load`] — sinks behind the [`load::Sink`] trait (SQLite, Postgres, Parquet).
+//! - [`engine`] — one run of a pipeline, exactly once; [`state`] keeps its watermarks.
 //! - [`cli`] — the `host` command line, one file per command group.
 //!
 //! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.0`); plugin authors

@@ -377,7 +377,7 @@ async fn attempt(
     fault.at("after_sink_commit");
     summary.status = RunStatus::Succeeded;
     summary.watermark_after = watermark_after.clone();
-    summary.files = window.parts.len();
+    summary.files = files.len();
     state.commit_load(
         &plan.name,
         watermark_after.as_deref(),

@@ -87,7 +87,10 @@ impl fmt::Display for RunSummary {
             )?;
             return write!(f, "duration   {:.2} s", self.duration.as_secs_f64());
         }
-        writeln!(f, "load       {} ({} files)", self.load_id, self.files)?;
+        match self.files {
+            0 => writeln!(f, "load       {}", self.load_id)?,
+            n => writeln!(f, "load       {} ({n} files)", self.load_id)?,
+        }
         writeln!(f, "rows read        {:>10}", self.rows_read)?;
         writeln!(
             f,
