@@ -11,6 +11,7 @@
 //! - [`extract`] — sources behind the [`extract::Source`] trait; one module per kind (files
 //!   through object_store, Postgres tables and queries).
 //! - [`load`] — sinks behind the [`load::Sink`] trait (SQLite, Postgres, Parquet).
+//! - [`lake`] — lake zones (`weir.toml`) and their retention (`host lake gc`).
 //! - [`engine`] — one run of a pipeline, exactly once; [`state`] keeps its watermarks.
 //! - [`cli`] — the `host` command line, one file per command group.
 //!
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod extract;
+pub mod lake;
 pub mod load;
 pub mod observe;
 pub mod plan;

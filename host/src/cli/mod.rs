@@ -4,6 +4,7 @@
 //! a plugin failure, a sink error); 2 validation failed (a check did not pass, nothing was
 //! loaded); 3 loaded, but rows failed checks and were quarantined.
 
+mod lake;
 mod pipeline;
 mod plugin;
 mod state;
@@ -59,6 +60,9 @@ enum Command {
     /// Build, test and inspect plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The project's lake zones (`weir.toml`): retention.
+    #[command(subcommand)]
+    Lake(lake::LakeCommand),
 }
 
 /// What a command found, beyond success.
@@ -82,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::State(command) => state::state(command),
         Command::Runs { pipeline, limit } => state::runs(&pipeline, limit),
         Command::Plugin(command) => plugin::run(command),
+        Command::Lake(command) => lake::run(command),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

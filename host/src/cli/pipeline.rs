@@ -11,7 +11,7 @@ use crate::plan::{self, Plan};
 use crate::plugin::Runtime;
 use crate::state::{SledState, StateStore};
 
-fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)

@@ -8,6 +8,7 @@
 mod document;
 mod env;
 mod error;
+pub mod project;
 pub mod types;
 mod validate;
 
@@ -31,6 +32,8 @@ pub struct LoadedPipeline {
     pub pipeline: Pipeline,
     /// One resolved load mode per sink, in the order of `pipeline.sinks`.
     pub modes: Vec<LoadMode>,
+    /// The `weir.toml` beside the file or above it, if any.
+    pub project: Option<project::Project>,
     secrets: env::Secrets,
 }
 
@@ -38,6 +41,15 @@ impl LoadedPipeline {
     /// A path from the file, relative to the file's directory (absolute paths stay as they are).
     pub fn resolve(&self, relative: &str) -> PathBuf {
         self.base_dir.join(relative)
+    }
+
+    /// Where a sink's `path` points: inside its lake zone when it names one (validation has
+    /// checked that the project configures that zone), else relative to the file.
+    pub fn sink_path(&self, path: &str, zone: Option<project::Zone>) -> PathBuf {
+        match zone.and_then(|z| self.project.as_ref()?.zone_root(z)) {
+            Some(root) => root.join(path),
+            None => self.resolve(path),
+        }
     }
 
     /// `text` with every value substituted from the environment shown as `${NAME}`: for
@@ -57,6 +69,7 @@ impl fmt::Debug for LoadedPipeline {
             base_dir: &'a Path,
             pipeline: &'a Pipeline,
             modes: &'a [LoadMode],
+            project: &'a Option<project::Project>,
             secrets: &'a env::Secrets,
         }
         let view = LoadedPipeline {
@@ -64,6 +77,7 @@ impl fmt::Debug for LoadedPipeline {
             base_dir: &self.base_dir,
             pipeline: &self.pipeline,
             modes: &self.modes,
+            project: &self.project,
             secrets: &self.secrets,
         };
         let text = if f.alternate() {
@@ -90,12 +104,14 @@ pub fn load_with_env(
         source,
     })?;
     let base_dir = base_dir(path);
-    let (pipeline, modes, secrets) = parse(path, &src, &base_dir, &env)?;
+    let project = project::Project::find(&base_dir)?;
+    let (pipeline, modes, secrets) = parse(path, &src, &base_dir, project.as_ref(), &env)?;
     Ok(LoadedPipeline {
         path: path.to_path_buf(),
         base_dir,
         pipeline,
         modes,
+        project,
         secrets,
     })
 }
@@ -104,6 +120,7 @@ fn parse(
     file: &Path,
     src: &str,
     base_dir: &Path,
+    project: Option<&project::Project>,
     env: env::Lookup<'_>,
 ) -> Result<(Pipeline, Vec<LoadMode>, env::Secrets), ConfigError> {
     // The recoverable parse still yields a partial tree, which gives syntax errors a key path.
@@ -119,7 +136,7 @@ fn parse(
     document::untag(root.get_mut()).map_err(|p| at.problem(p))?;
     let pipeline =
         Pipeline::deserialize(toml::de::Deserializer::from(root)).map_err(|e| at.serde(e))?;
-    let modes = validate::validate(&pipeline, base_dir, &at)?;
+    let modes = validate::validate(&pipeline, base_dir, project, &at)?;
     Ok((pipeline, modes, at.secrets().clone()))
 }
 

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::project::Zone;
 use crate::plugin::{Grants, Limits, RowPolicy};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +31,10 @@ pub struct Pipeline {
     pub on_fail: OnFail,
     #[serde(default)]
     pub quarantine: Option<Quarantine>,
+    /// Keep an immutable Parquet copy of each extracted load, before the steps, in the
+    /// project's raw zone (`<raw>/<name>/load_date=YYYY-MM-DD/`).
+    #[serde(default)]
+    pub keep_raw: bool,
     pub sinks: Vec<Sink>,
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -264,8 +269,11 @@ pub struct SqliteSink {
 #[serde(deny_unknown_fields)]
 pub struct ParquetSink {
     pub name: String,
-    /// Dataset root directory, relative to the pipeline file.
+    /// Dataset root directory, relative to the pipeline file, or to `zone`'s root.
     pub path: Spanned<String>,
+    /// A lake zone of the project (`weir.toml`) the dataset lives in.
+    #[serde(default)]
+    pub zone: Option<Zone>,
     /// Hive partitioning column (`order_month=2024-01/`); also the partition of `replace_partition`.
     #[serde(default)]
     pub partition_by: Option<String>,

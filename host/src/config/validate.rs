@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::ConfigError;
 use super::error::Locator;
+use super::project::{FILE_NAME, Project, Zone};
 use super::types::{
     Check, DatabaseSource, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep, Sink,
     Source, Step,
@@ -15,6 +16,7 @@ use super::types::{
 pub(super) fn validate(
     pipeline: &Pipeline,
     base_dir: &Path,
+    project: Option<&Project>,
     at: &Locator<'_>,
 ) -> Result<Vec<LoadMode>, ConfigError> {
     not_blank(pipeline.name.get_ref(), "name", at)?;
@@ -45,7 +47,40 @@ pub(super) fn validate(
             "must be at least 1 (it counts the first try)",
         ));
     }
-    sinks(&pipeline.sinks, at)
+    if pipeline.keep_raw {
+        zone_configured(Zone::Raw, project, "keep_raw", at)?;
+    }
+    sinks(&pipeline.sinks, project, at)
+}
+
+/// A zone a pipeline uses must have a root in the project file.
+fn zone_configured(
+    zone: Zone,
+    project: Option<&Project>,
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    match project {
+        Some(p) if p.zone_root(zone).is_some() => Ok(()),
+        Some(p) => Err(at.at_key(
+            key,
+            format!(
+                "the `{}` zone has no root: add `{} = \"<directory>\"` under [lake] in {}",
+                zone.name(),
+                zone.name(),
+                p.file.display()
+            ),
+        )),
+        None => Err(at.at_key(
+            key,
+            format!(
+                "the `{}` zone needs a project file: a `{FILE_NAME}` beside the pipeline or in a \
+                 parent directory, with `{} = \"<directory>\"` under [lake]",
+                zone.name(),
+                zone.name()
+            ),
+        )),
+    }
 }
 
 fn file_source(files: &FileSource, at: &Locator<'_>) -> Result<(), ConfigError> {
@@ -194,7 +229,11 @@ fn regex_reason(error: &regex::Error) -> String {
     last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
-fn sinks(sinks: &[Sink], at: &Locator<'_>) -> Result<Vec<LoadMode>, ConfigError> {
+fn sinks(
+    sinks: &[Sink],
+    project: Option<&Project>,
+    at: &Locator<'_>,
+) -> Result<Vec<LoadMode>, ConfigError> {
     if sinks.is_empty() {
         return Err(at.at_key("sinks", "at least one sink is needed"));
     }
@@ -225,6 +264,9 @@ fn sinks(sinks: &[Sink], at: &Locator<'_>) -> Result<Vec<LoadMode>, ConfigError>
             }
             Sink::Parquet(s) => {
                 not_blank(s.path.get_ref(), &format!("{key}.path"), at)?;
+                if let Some(zone) = s.zone {
+                    zone_configured(zone, project, &format!("{key}.zone"), at)?;
+                }
                 (*s.mode.get_ref(), &s.partition_by, &s.keys)
             }
         };

@@ -14,8 +14,11 @@ mod summary;
 mod writer;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -26,7 +29,7 @@ use crate::extract::incremental::CursorFilter;
 use crate::extract::{CursorRange, ExtractError, Part};
 use crate::load::LoadError;
 use crate::observe::Progress;
-use crate::plan::Plan;
+use crate::plan::{Plan, RAW_PARTITION};
 use crate::plugin::{PluginError, TransformSession, ValidateSession};
 use crate::schedule::retry::{Transient, retry};
 use crate::state::{
@@ -117,6 +120,9 @@ struct Window {
     /// For sources that select by cursor: the highest cursor this load reads (the next
     /// watermark), fixed before reading so that a replay reads exactly the same rows.
     upto: Option<String>,
+    /// The load's UTC date (`YYYY-MM-DD`): the raw zone's partition. A replay keeps the
+    /// date of the load it replays.
+    load_date: String,
     replay: bool,
 }
 
@@ -154,6 +160,7 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
             watermark_before: pending.watermark_before,
             upto: pending.watermark_after.filter(|_| selects),
             parts,
+            load_date: pending.created_at.get(..10).unwrap_or_default().to_string(),
             replay: true,
         });
     }
@@ -196,6 +203,7 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
         watermark_before,
         parts,
         upto,
+        load_date: now()[..10].to_string(),
         replay: false,
     })
 }
@@ -240,6 +248,10 @@ async fn attempt(
         .iter()
         .map(|s| SinkWriter::spawn(s.clone(), &plan.name, &window.load_id))
         .collect();
+    let mut raw = plan
+        .raw
+        .as_ref()
+        .map(|r| SinkWriter::spawn(r.clone(), &plan.name, &window.load_id));
     let mut quarantine = plan
         .quarantine
         .as_ref()
@@ -258,6 +270,11 @@ async fn attempt(
                 let read = batch.num_rows();
                 summary.rows_read += read as u64;
                 progress.rows(read as u64);
+                if let Some(raw) = raw.as_mut()
+                    && read > 0
+                {
+                    raw.send(with_load_date(&batch, &window.load_date)).await?;
+                }
                 for session in &mut transforms {
                     batch = tokio::task::block_in_place(|| session.transform(&batch))?;
                 }
@@ -317,7 +334,7 @@ async fn attempt(
     progress.finish();
 
     // Every sink finishes writing; any failure aborts them all.
-    let sinks: Vec<SinkWriter> = sinks.into_iter().chain(quarantine).collect();
+    let sinks: Vec<SinkWriter> = sinks.into_iter().chain(quarantine).chain(raw).collect();
     let mut written = Vec::with_capacity(sinks.len());
     let mut outcome = outcome;
     for mut writer in sinks {
@@ -385,6 +402,18 @@ async fn attempt(
         &summary.record(run_id(), now()),
     )?;
     Ok(summary)
+}
+
+/// `batch` with the raw zone's partition column appended.
+fn with_load_date(batch: &RecordBatch, load_date: &str) -> RecordBatch {
+    let mut fields = batch.schema().fields().to_vec();
+    fields.push(Arc::new(Field::new(RAW_PARTITION, DataType::Utf8, false)));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![
+        load_date;
+        batch.num_rows()
+    ])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("one more column")
 }
 
 fn now() -> String {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::LoadedPipeline;
+use crate::config::project::Zone;
 use crate::config::types::Check as CheckSpec;
 use crate::config::types::{self, LoadMode, OnFail, Source, Step};
 use crate::extract::file::{FileSource, FileSpec};
@@ -32,6 +33,9 @@ pub enum PlanError {
     Runtime(#[from] crate::plugin::RuntimeError),
 }
 
+/// The raw zone's partition column: the UTC date of the load.
+pub const RAW_PARTITION: &str = "load_date";
+
 /// One plugin step, loaded.
 pub struct PlannedStep {
     pub label: String,
@@ -51,6 +55,8 @@ pub struct Plan {
     pub on_fail: OnFail,
     pub sinks: Vec<Arc<dyn Sink>>,
     pub quarantine: Option<Arc<dyn Sink>>,
+    /// The raw zone's dataset for this pipeline, when it keeps raw copies.
+    pub raw: Option<Arc<dyn Sink>>,
     pub retry: types::RetryPolicy,
     pub state_dir: PathBuf,
 }
@@ -122,6 +128,22 @@ impl Plan {
             ) as Arc<dyn Sink>),
             None => None,
         };
+        let raw = match (pipeline.keep_raw, &loaded.project) {
+            (true, Some(project)) => {
+                let root = project
+                    .zone_root(Zone::Raw)
+                    .expect("validation checked the raw zone")
+                    .join(pipeline.name.get_ref());
+                let sink =
+                    ParquetSink::new("raw", &root, Some(RAW_PARTITION.into()), LoadMode::Append)
+                        .map_err(|source| PlanError::Sink {
+                            sink: "raw".into(),
+                            source,
+                        })?;
+                Some(Arc::new(sink) as Arc<dyn Sink>)
+            }
+            _ => None,
+        };
         Ok(Plan {
             name: pipeline.name.get_ref().clone(),
             source,
@@ -137,6 +159,7 @@ impl Plan {
             on_fail: pipeline.on_fail,
             sinks,
             quarantine,
+            raw,
             retry: pipeline.retry,
             state_dir: loaded.resolve(&pipeline.state.path),
         })
@@ -178,7 +201,7 @@ async fn open_sink(
         types::Sink::Parquet(s) => Arc::new(
             ParquetSink::new(
                 &s.name,
-                &loaded.resolve(s.path.get_ref()),
+                &loaded.sink_path(s.path.get_ref(), s.zone),
                 s.partition_by.clone(),
                 mode,
             )

@@ -1,0 +1,108 @@
+//! The project file, `weir.toml`: settings shared by the pipelines beside it or below it.
+//! Today: the lake's zone roots. It is found by looking in the pipeline file's directory,
+//! then in each parent directory.
+//!
+//! ```toml
+//! [lake]
+//! raw = "../warehouse/lake/raw"          # relative to weir.toml
+//! staging = "../warehouse/lake/staging"
+//! curated = "../warehouse/lake/curated"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::de::DeTable;
+
+use super::ConfigError;
+use super::document::Index;
+use super::error::{Locator, syntax};
+
+pub const FILE_NAME: &str = "weir.toml";
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The `weir.toml` file.
+    pub file: PathBuf,
+    pub settings: ProjectFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    #[serde(default)]
+    pub lake: Lake,
+}
+
+/// Zone roots: directories relative to `weir.toml`, or absolute.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lake {
+    pub raw: Option<String>,
+    pub staging: Option<String>,
+    pub curated: Option<String>,
+}
+
+/// A lake zone: `raw` holds immutable copies of extracted loads, `staging` and `curated`
+/// the outputs of pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Zone {
+    Raw,
+    Staging,
+    Curated,
+}
+
+impl Zone {
+    pub fn name(self) -> &'static str {
+        match self {
+            Zone::Raw => "raw",
+            Zone::Staging => "staging",
+            Zone::Curated => "curated",
+        }
+    }
+}
+
+impl Project {
+    /// The `weir.toml` in `dir` or its nearest parent that has one.
+    pub fn find(dir: &Path) -> Result<Option<Project>, ConfigError> {
+        for dir in dir.ancestors() {
+            let file = dir.join(FILE_NAME);
+            if file.is_file() {
+                return Project::load(&file).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn load(file: &Path) -> Result<Project, ConfigError> {
+        let src = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let (root, errors) = DeTable::parse_recoverable(&src);
+        let index = Index::new(&root);
+        if let Some(first) = errors.into_iter().next() {
+            return Err(syntax(file, &src, &index, first));
+        }
+        let at = Locator::new(file, &src, index);
+        let settings = ProjectFile::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| at.serde(e))?;
+        Ok(Project {
+            file: file.to_path_buf(),
+            settings,
+        })
+    }
+
+    /// The zone's root directory, if the project configures it.
+    pub fn zone_root(&self, zone: Zone) -> Option<PathBuf> {
+        let lake = &self.settings.lake;
+        let root = match zone {
+            Zone::Raw => &lake.raw,
+            Zone::Staging => &lake.staging,
+            Zone::Curated => &lake.curated,
+        };
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        root.as_ref().map(|r| dir.join(r))
+    }
+}
