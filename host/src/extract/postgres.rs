@@ -37,7 +37,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use self::decode::{Column, ColumnKind, RowDecoder};
 use super::{BatchStream, CursorRange, ExtractError, Part};
-use crate::load::postgres::quote_qualified;
+use crate::load::postgres::{quote, quote_qualified};
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -161,11 +161,6 @@ fn connect_options(url: &str) -> Result<(PgConnectOptions, String), String> {
     Ok((options, server))
 }
 
-/// The quoted column, for SQL (catalog names are quoted, never trusted as SQL).
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 #[async_trait::async_trait]
 impl super::Source for PostgresSource {
     async fn list(&self) -> Result<Vec<Part>, ExtractError> {
@@ -193,7 +188,7 @@ impl super::Source for PostgresSource {
         let Some(cursor) = self.cursor_column(&columns)? else {
             return Ok(None);
         };
-        let c = format!("s.{}", ident(&cursor.name));
+        let c = format!("s.{}", quote(&cursor.name));
         let mut sql = format!(
             "SELECT max({c})::text, count(*) FILTER (WHERE {c} IS NULL) FROM ({}) AS s",
             self.relation_sql()
@@ -232,8 +227,8 @@ impl super::Source for PostgresSource {
         let select: Vec<String> = columns
             .iter()
             .map(|c| match c.kind {
-                ColumnKind::AsText => format!("s.{0}::text AS {0}", ident(&c.name)),
-                _ => format!("s.{}", ident(&c.name)),
+                ColumnKind::AsText => format!("s.{0}::text AS {0}", quote(&c.name)),
+                _ => format!("s.{}", quote(&c.name)),
             })
             .collect();
         let mut sql = format!(
@@ -243,7 +238,7 @@ impl super::Source for PostgresSource {
         );
         let mut binds = Vec::new();
         if let Some(cursor) = cursor {
-            let c = format!("s.{}", ident(&cursor.name));
+            let c = format!("s.{}", quote(&cursor.name));
             let mut conditions = Vec::new();
             for (op, bound) in [(">", &range.after), ("<=", &range.upto)] {
                 if let Some(value) = bound {

@@ -13,10 +13,7 @@ use sqlx::{Row, ValueRef};
 
 use crate::extract::ExtractError;
 use crate::extract::file::with_provenance;
-
-/// Days and microseconds from 1970-01-01 (Arrow) to 2000-01-01 (Postgres).
-const PG_EPOCH_DAYS: i32 = 10_957;
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+use crate::load::postgres::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 
 /// A scalar the decoder reads natively; lists hold these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,11 +10,9 @@ use arrow::datatypes::{
 };
 
 use super::schema::{PgType, TableColumns};
+use super::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-/// Days and microseconds from 1970-01-01 (Arrow) to 2000-01-01 (Postgres).
-const PG_EPOCH_DAYS: i32 = 10_957;
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// Appends `batch` to `out` as one complete COPY stream.
 pub(super) fn encode(

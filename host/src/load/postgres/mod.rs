@@ -29,6 +29,10 @@ use schema::TableColumns;
 
 type Tx = Transaction<'static, Postgres>;
 
+/// Days and microseconds from 1970-01-01 (Arrow) to 2000-01-01 (Postgres' epoch).
+pub(crate) const PG_EPOCH_DAYS: i32 = 10_957;
+pub(crate) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
 const STAGE: &str = "weir_stage";
 /// Orders a merge's staged rows, so the last row of a key wins.
 const STAGE_SEQ: &str = "_weir_seq";
@@ -50,7 +54,8 @@ pub fn quote_qualified(name: &str) -> String {
     name.split('.').map(quote).collect::<Vec<_>>().join(".")
 }
 
-fn quote(identifier: &str) -> String {
+/// `"identifier"`, for SQL (identifiers cannot be bound as parameters).
+pub(crate) fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
