@@ -192,24 +192,15 @@ impl PgServer {
                 .collect()
         })
     }
-
-    /// Stop the server at once (as a crash would), keeping its data.
-    pub fn kill(&self) {
-        self.stop("immediate");
-    }
-
-    fn stop(&self, mode: &str) {
-        let _ = pg_command(&bindir().join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", mode, "-w", "stop"])
-            .output();
-    }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        self.stop("immediate");
+        let _ = pg_command(&bindir().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
 
