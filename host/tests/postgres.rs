@@ -349,3 +349,43 @@ fn a_password_in_the_url_never_appears_in_errors_or_state() {
     }
     assert!(stderr(&out).contains("127.0.0.1"), "{}", stderr(&out));
 }
+
+#[test]
+fn validate_and_plan_describe_a_postgres_source_without_loading() {
+    let pg = PgServer::start();
+    shop(&pg);
+    pg.execute("dw", "CREATE SCHEMA analytics");
+    insert_orders(&pg, 1, 10, "2024-06-01");
+    let project = Project::new();
+    let pipeline = project.pipeline(&pg, "", &warehouse(&pg, "mode = \"append\""));
+    let validate = common::host()
+        .arg("validate")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    ok(&validate);
+    assert!(
+        stdout(&validate).contains("produces order_id: Int64, customer_id: Int64, amount: Float64"),
+        "{}",
+        stdout(&validate)
+    );
+    let plan = common::host().arg("plan").arg(&pipeline).output().unwrap();
+    ok(&plan);
+    let text = stdout(&plan);
+    assert!(
+        text.contains("source   postgres table orders → order_id: Int64"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rows with `updated_at` past the watermark"),
+        "{text}"
+    );
+    assert_eq!(
+        pg.rows(
+            "dw",
+            "SELECT count(*)::text FROM pg_tables WHERE tablename = 'orders'"
+        ),
+        [[Some("0".to_string())]],
+        "nothing was loaded"
+    );
+}
