@@ -8,7 +8,9 @@
 //! - [`plugin`] — the Wasm runtime: engine, sandbox (memory cap, time budget, no
 //!   capabilities by default), compiled-component cache, transform and validate sessions,
 //!   and `host plugin build`.
-//! - [`extract`] — sources; one file per kind (today: local CSV and Parquet files).
+//! - [`extract`] — sources; one file per kind (today: CSV, NDJSON and Parquet files).
+//! - [`store`] — which object store a path means (local directory or `s3://bucket/prefix`)
+//!   and opening it; file sources and the Parquet sink read and write through it.
 //! - [`cli`] — the `host` command line, one file per command group.
 //!
 //! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.0`); plugin authors
@@ -24,4 +26,5 @@ pub mod plan;
 pub mod plugin;
 pub mod schedule;
 pub mod state;
+pub mod store;
 pub mod validate;

@@ -27,6 +27,8 @@ pub enum ExtractError {
         root: String,
         source: object_store::Error,
     },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{path}: cursor column `{column}` is missing")]
     MissingCursor { path: String, column: String },
     #[error(

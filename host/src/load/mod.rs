@@ -62,9 +62,16 @@ pub enum LoadError {
         #[source]
         source: sqlx::Error,
     },
-    /// An object store (dataset directory) operation failed.
+    /// The dataset's store (a directory, an S3 prefix) cannot be opened.
+    #[error("sink `{sink}`: {source}")]
+    Open {
+        sink: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// An object store (dataset directory or S3 prefix) operation failed.
     #[error(
-        "sink `{sink}`: {action} failed: {source}; check that the dataset directory is writable and not full, then rerun"
+        "sink `{sink}`: {action} failed: {source}; check that the dataset directory or bucket is reachable and writable (and not full), then rerun"
     )]
     Store {
         sink: String,
@@ -73,7 +80,7 @@ pub enum LoadError {
         source: object_store::Error,
     },
     #[error(
-        "sink `{sink}`: writing Parquet failed: {source}; check that the dataset directory is writable and not full, then rerun"
+        "sink `{sink}`: writing Parquet failed: {source}; check that the dataset directory or bucket is reachable and writable (and not full), then rerun"
     )]
     Parquet {
         sink: String,
@@ -107,7 +114,7 @@ impl LoadError {
                 matches!(source, ::parquet::errors::ParquetError::External(_))
             }
             LoadError::Io { .. } => true,
-            LoadError::Schema { .. } | LoadError::Config { .. } => false,
+            LoadError::Open { .. } | LoadError::Schema { .. } | LoadError::Config { .. } => false,
         }
     }
 }

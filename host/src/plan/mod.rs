@@ -13,6 +13,7 @@ use crate::load::parquet::ParquetSink;
 use crate::load::sqlite::SqliteSink;
 use crate::plugin::build::{BuildOptions, build};
 use crate::plugin::{Plugin, PluginKind, Runtime, StepPolicy};
+use crate::store::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -106,9 +107,10 @@ impl Plan {
         }
         let quarantine = match &pipeline.quarantine {
             Some(q) => Some(Arc::new(
-                ParquetSink::new(
+                parquet_sink(
+                    loaded,
                     "quarantine",
-                    &loaded.resolve(q.path.get_ref()),
+                    q.path.get_ref(),
                     None,
                     LoadMode::Append,
                 )
@@ -171,15 +173,32 @@ async fn open_sink(
             .map_err(error)?,
         ),
         types::Sink::Parquet(s) => Arc::new(
-            ParquetSink::new(
+            parquet_sink(
+                loaded,
                 &s.name,
-                &loaded.resolve(s.path.get_ref()),
+                s.path.get_ref(),
                 s.partition_by.clone(),
                 mode,
             )
             .map_err(error)?,
         ),
     })
+}
+
+/// A Parquet dataset at `path` as the pipeline file writes it (local or `s3://`).
+fn parquet_sink(
+    loaded: &LoadedPipeline,
+    name: &str,
+    path: &str,
+    partition_by: Option<String>,
+    mode: LoadMode,
+) -> Result<ParquetSink, crate::load::LoadError> {
+    let location =
+        Location::parse(path, &loaded.base_dir).map_err(|source| crate::load::LoadError::Open {
+            sink: name.into(),
+            source,
+        })?;
+    ParquetSink::open(name, &location, &loaded.pipeline.s3, partition_by, mode)
 }
 
 /// A plugin from a crate directory (built first) or a `.wasm` component.
@@ -215,7 +234,8 @@ fn file_source(
             .map(|(k, v)| (k.clone(), *v.get_ref()))
             .collect(),
     };
-    Ok((FileSource::local(&loaded.base_dir, spec)?, files))
+    let source = FileSource::open(&loaded.base_dir, spec, &loaded.pipeline.s3)?;
+    Ok((source, files))
 }
 
 /// What `host validate` and `host plan` report about a pipeline without running it.
