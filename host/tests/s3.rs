@@ -305,10 +305,16 @@ allow_http = true
 #[test]
 fn a_large_file_goes_up_as_a_multipart_upload() {
     let s3 = S3Project::new();
-    // Unique timestamps and ids barely compress: ~400k rows make a file well over one
-    // 5 MiB part.
-    let rows = 400_000;
-    let data = orders(1, rows, 0);
+    // Unique timestamps and ids barely compress: 800k rows (about 590k loaded) make a file
+    // of about two 5 MiB parts.
+    let rows = 800_000;
+    let mut data = orders(1, rows, 0);
+    // One second apart (the generator's minutes would run past midnight).
+    for (i, order) in data.iter_mut().enumerate() {
+        let (day, second) = (1 + i / 86_400, i % 86_400);
+        let (h, m, s) = (second / 3600, second / 60 % 60, second % 60);
+        order.updated = format!("2024-06-{day:02}T{h:02}:{m:02}:{s:02}Z");
+    }
     s3.write_orders("big.csv", &data);
     let pipeline = s3.pipeline(
         r#"
@@ -353,6 +359,7 @@ path = "s3://weir-test/flat"
         })
         .collect();
     assert!(parts.len() >= 2, "{key}: parts {parts:?}");
+    eprintln!("{key}: {} bytes in {} parts", meta.size, parts.len());
     let landed: usize = s3
         .bucket
         .parquet_rows("flat")
@@ -471,7 +478,7 @@ secret_access_key = "${SECRET}"
     let all = output(&out);
     assert_eq!(code(&out), Some(1), "{all}");
     assert!(
-        all.contains("bad.toml:16: s3.secret_access_key: write it as `${VARIABLE}`"),
+        all.contains("bad.toml:15: s3.secret_access_key: write it as `${VARIABLE}`"),
         "{all}"
     );
     assert!(!all.contains(secret), "{all}");
