@@ -801,7 +801,7 @@ fn s3_paths_and_settings_are_checked_where_they_are_written() {
                         [[sinks]]\nkind = \"sqlite\"\nname = \"db\"\npath = \"s3://b-ucket/db\"\ntable = \"t\"\n";
     assert_eq!(
         error_of(sqlite_on_s3),
-        "TMP/pipelines/orders.toml:9: sinks[0].path: a SQLite database is a local file: an s3:// path cannot hold it"
+        "TMP/pipelines/orders.toml:8: sinks[0].path: a SQLite database is a local file: an s3:// path cannot hold it"
     );
 
     // Credentials from the environment load, and never show in Debug output.
