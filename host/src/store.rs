@@ -228,3 +228,55 @@ fn s3_builder(s3: &S3Settings, bucket: &str) -> AmazonS3Builder {
         retry_timeout: Duration::from_secs(30),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_and_local_paths() {
+        let base = Path::new("/project/pipelines");
+        let s3 = |bucket: &str, prefix: &str| Location::S3 {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        };
+        let parse = |written| Location::parse(written, base).unwrap();
+        assert_eq!(parse("s3://my-lake/orders/"), s3("my-lake", "orders"));
+        assert_eq!(parse("s3://my-lake/a/b"), s3("my-lake", "a/b"));
+        assert_eq!(parse("s3://my-lake"), s3("my-lake", ""));
+        assert_eq!(parse("s3://my-lake/a/b").to_string(), "s3://my-lake/a/b");
+        assert_eq!(
+            parse("lake/orders"),
+            Location::Local(base.join("lake/orders"))
+        );
+        for bad in [
+            "s3://",
+            "s3://ab/x",
+            "s3://My_Bucket/x",
+            "s3://lake/a//b",
+            "s3://lake/../b",
+        ] {
+            assert!(Location::parse(bad, base).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_http_needs_allowing() {
+        let location = Location::S3 {
+            bucket: "lake".into(),
+            prefix: String::new(),
+        };
+        let mut settings = S3Settings {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        // (Unless the environment running the tests allows it already.)
+        if std::env::var_os("AWS_ALLOW_HTTP").is_none() {
+            let refused = open(&location, &settings, Access::Read).err().unwrap();
+            assert!(matches!(refused, StoreError::PlainHttp { .. }), "{refused}");
+        }
+        settings.allow_http = Some(true);
+        let store = open(&location, &settings, Access::Read).unwrap();
+        assert_eq!(store.part_size, S3_PART_SIZE);
+    }
+}
