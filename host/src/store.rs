@@ -38,19 +38,21 @@ pub enum Location {
     },
 }
 
+/// Each message carries its cause's text, so no cause is also a `source()` (`{:#}` would
+/// print it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("`{url}` is not a valid S3 location: {message} (expected s3://BUCKET/PREFIX)")]
     Url { url: String, message: String },
-    #[error("creating the directory {}: {source}", path.display())]
+    #[error("creating the directory {}: {cause}", path.display())]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("opening {location}: {source}")]
+    #[error("opening {location}: {}", describe(cause))]
     Open {
         location: String,
-        source: object_store::Error,
+        cause: object_store::Error,
     },
     #[error(
         "opening {location}: the S3 endpoint `{endpoint}` is plain HTTP; set `allow_http = true` in [s3] (or AWS_ALLOW_HTTP=true) to allow it"
@@ -142,9 +144,9 @@ pub fn open(location: &Location, s3: &S3Settings, access: Access) -> Result<Stor
                 let location = location.to_string();
                 return Err(StoreError::PlainHttp { location, endpoint });
             }
-            let store = store.build().map_err(|source| StoreError::Open {
+            let store = store.build().map_err(|cause| StoreError::Open {
                 location: location.to_string(),
-                source,
+                cause,
             })?;
             let store: Arc<dyn ObjectStore> = match prefix.as_str() {
                 "" => Arc::new(store),
@@ -160,22 +162,51 @@ pub fn open(location: &Location, s3: &S3Settings, access: Access) -> Result<Stor
     }
 }
 
+/// An object store error in one line a user can act on: object_store's message (it names
+/// the request) and the root cause it wraps (`Connection refused`, say) — not the chain of
+/// wrappers in between, which repeat the message — and what to check.
+pub fn describe(error: &object_store::Error) -> String {
+    use object_store::Error as E;
+    let mut text = error.to_string();
+    let mut chain = text.clone();
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+        chain.push_str(&cause.to_string());
+    }
+    let root = cause.to_string();
+    if !text.contains(&root) {
+        text = format!("{text}: {root}");
+    }
+    let hint = match error {
+        E::Unauthenticated { .. } | E::PermissionDenied { .. } => {
+            " (check the credentials: [s3] access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        }
+        // reqwest's words for a request that never got a response.
+        _ if chain.contains("error sending request") => {
+            " (the server could not be reached: check [s3] endpoint or AWS_ENDPOINT_URL, and that the server is up)"
+        }
+        _ => "",
+    };
+    text + hint
+}
+
 /// A boolean setting as object_store parses it (`AWS_ALLOW_HTTP=1` counts).
 fn truthy(value: &str) -> bool {
     ["1", "true", "on", "yes", "y"].contains(&value.to_ascii_lowercase().as_str())
 }
 
 fn open_local(dir: &Path, access: Access) -> Result<Store, StoreError> {
-    let open_error = |source| StoreError::Open {
+    let open_error = |cause| StoreError::Open {
         location: dir.display().to_string(),
-        source,
+        cause,
     };
     let store = match access {
         Access::Read => LocalFileSystem::new_with_prefix(dir).map_err(open_error)?,
         Access::Write => {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            std::fs::create_dir_all(dir).map_err(|cause| StoreError::CreateDir {
                 path: dir.to_owned(),
-                source,
+                cause,
             })?;
             let store = LocalFileSystem::new_with_prefix(dir).map_err(open_error)?;
             store.with_automatic_cleanup(true).with_fsync(true)

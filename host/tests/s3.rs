@@ -463,6 +463,10 @@ secret_access_key = "${SECRET}"
         assert_eq!(code(&out), Some(1), "{command}: {all}");
         assert!(all.contains("s3://weir-test/in/"), "{command}: {all}");
         assert!(all.contains("127.0.0.1:9"), "{command}: {all}");
+        assert!(
+            all.contains("the server could not be reached"),
+            "{command}: {all}"
+        );
         assert!(!all.contains(secret), "{command} showed the secret: {all}");
     }
 

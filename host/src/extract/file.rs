@@ -107,9 +107,9 @@ impl FileSource {
         let mut found: Vec<FoundFile> = self
             .store
             .list(None)
-            .map_err(|source| ExtractError::List {
+            .map_err(|cause| ExtractError::List {
                 root: self.root_display.clone(),
-                source,
+                cause,
             })
             .try_filter_map(|meta| async move {
                 let relative = meta.location.to_string();
@@ -259,7 +259,7 @@ fn decode_stream(
             while let Some(chunk) = bytes.next().await {
                 let chunk = chunk.map_err(|e| ExtractError::Read {
                     path: path.clone(),
-                    message: format!("I/O: {e}"),
+                    message: format!("I/O: {}", store::describe(&e)),
                 })?;
                 let mut rest = &chunk[..];
                 while !rest.is_empty() {
@@ -353,6 +353,6 @@ fn read_error_at(path: &str, message: impl ToString) -> ExtractError {
 fn io_error(file: &FoundFile, e: object_store::Error) -> ExtractError {
     ExtractError::Read {
         path: file.path.clone(),
-        message: format!("I/O: {e}"),
+        message: format!("I/O: {}", store::describe(&e)),
     }
 }

@@ -77,9 +77,9 @@ impl ParquetSink {
         partition_by: Option<String>,
         mode: LoadMode,
     ) -> Result<ParquetSink, LoadError> {
-        let store = store::open(location, s3, Access::Write).map_err(|source| LoadError::Open {
+        let store = store::open(location, s3, Access::Write).map_err(|cause| LoadError::Open {
             sink: name.into(),
-            source,
+            cause,
         })?;
         Self::with_store(name, store, partition_by, mode)
     }
@@ -487,11 +487,11 @@ struct Dataset {
 }
 
 impl Dataset {
-    fn err(&self, action: &str, source: object_store::Error) -> LoadError {
+    fn err(&self, action: &str, cause: object_store::Error) -> LoadError {
         LoadError::Store {
             sink: self.sink.clone(),
             action: action.to_owned(),
-            source,
+            cause,
         }
     }
 

@@ -194,9 +194,9 @@ fn parquet_sink(
     mode: LoadMode,
 ) -> Result<ParquetSink, crate::load::LoadError> {
     let location =
-        Location::parse(path, &loaded.base_dir).map_err(|source| crate::load::LoadError::Open {
+        Location::parse(path, &loaded.base_dir).map_err(|cause| crate::load::LoadError::Open {
             sink: name.into(),
-            source,
+            cause,
         })?;
     ParquetSink::open(name, &location, &loaded.pipeline.s3, partition_by, mode)
 }
