@@ -13,6 +13,8 @@
 //! - [`load`] — sinks behind the [`load::Sink`] trait (SQLite, Postgres, Parquet).
 //! - [`lake`] — lake zones (`weir.toml`) and their retention (`host lake gc`).
 //! - [`engine`] — one run of a pipeline, exactly once; [`state`] keeps its watermarks.
+//! - [`store`] — which object store a path means (local directory or `s3://bucket/prefix`)
+//!   and opening it; file sources and the Parquet sink read and write through it.
 //! - [`cli`] — the `host` command line, one file per command group.
 //!
 //! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.0`); plugin authors
@@ -29,4 +31,5 @@ pub mod plan;
 pub mod plugin;
 pub mod schedule;
 pub mod state;
+pub mod store;
 pub mod validate;

@@ -274,7 +274,7 @@ colour = "blue"
     assert_eq!(
         error_of(toml),
         "TMP/pipelines/orders.toml:9: sinks[0].colour: unknown key `colour`, expected one of \
-         `name`, `path`, `partition_by`, `mode`, `keys`"
+         `name`, `path`, `zone`, `partition_by`, `mode`, `keys`"
     );
 }
 
@@ -799,4 +799,67 @@ fn postgres_source_and_sink_settings_are_checked() {
         "{error}"
     );
     assert!(error.contains("expected `strict` or `evolve`"), "{error}");
+}
+
+#[test]
+fn s3_paths_and_settings_are_checked_where_they_are_written() {
+    let with = |body: &str| {
+        format!(
+            "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"s3://in-bucket/orders/*.csv\"\n{body}{SINK}"
+        )
+    };
+    let cases = [
+        (
+            "[quarantine]\npath = \"s3://X/q\"\n",
+            "6: quarantine.path: `s3://X/q` is not a valid S3 location: the bucket name must be 3 to 63 lowercase letters, digits, `-` or `.` (expected s3://BUCKET/PREFIX)",
+        ),
+        (
+            "[state]\npath = \"s3://state-bucket/state\"\n",
+            "6: state.path: the state is a local sled database: an s3:// path cannot hold it",
+        ),
+        (
+            "[s3]\nendpoint = \"localhost:9000\"\n",
+            "6: s3.endpoint: must be a URL starting with https:// (or http:// with allow_http = true)",
+        ),
+        (
+            "[s3]\naccess_key_id = \"${KEY}\"\n",
+            "6: s3.access_key_id: `access_key_id` and `secret_access_key` go together: set both or neither (neither: taken from AWS_* variables)",
+        ),
+        (
+            "[s3]\naccess_key_id = \"${KEY}\"\nsecret_access_key = \"hunter2\"\n",
+            "7: s3.secret_access_key: write it as `${VARIABLE}` so that the secret stays out of the pipeline file (e.g. \"${AWS_SECRET_ACCESS_KEY}\")",
+        ),
+    ];
+    for (body, expected) in cases {
+        let project = Project::new(&with(body));
+        assert_eq!(
+            project.error(&[("KEY", "AKID")]),
+            format!("TMP/pipelines/orders.toml:{expected}"),
+            "for:\n{body}"
+        );
+    }
+    let sqlite_on_s3 = "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\n\
+                        [[sinks]]\nkind = \"sqlite\"\nname = \"db\"\npath = \"s3://b-ucket/db\"\ntable = \"t\"\n";
+    assert_eq!(
+        error_of(sqlite_on_s3),
+        "TMP/pipelines/orders.toml:8: sinks[0].path: a SQLite database is a local file: an s3:// path cannot hold it"
+    );
+
+    // Credentials from the environment load, and never show in Debug output.
+    let ok = with(
+        "[s3]\nregion = \"eu-west-1\"\nallow_http = true\naccess_key_id = \"${KEY}\"\nsecret_access_key = \"${SECRET}\"\n",
+    );
+    let loaded = Project::new(&ok)
+        .load(&[("KEY", "AKID"), ("SECRET", "s3cr3t-value")])
+        .unwrap();
+    assert_eq!(
+        loaded.pipeline.s3.secret_access_key.as_deref(),
+        Some("s3cr3t-value")
+    );
+    assert_eq!(loaded.pipeline.s3.allow_http, Some(true));
+    let debug = format!("{loaded:?}");
+    assert!(
+        !debug.contains("s3cr3t-value") && debug.contains("${SECRET}"),
+        "{debug}"
+    );
 }

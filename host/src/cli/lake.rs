@@ -58,7 +58,7 @@ pub fn run(command: LakeCommand) -> anyhow::Result<Outcome> {
         doomed.len(),
         cutoff.format("%Y-%m-%dT%H:%M:%SZ"),
         zone.name(),
-        root.display()
+        root
     );
     Ok(Outcome::Success)
 }

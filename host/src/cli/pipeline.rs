@@ -17,10 +17,16 @@ pub(super) fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Errors quote paths and settings from the pipeline file (an S3 URL, say): mask every value
+/// that came from the environment, as the file's own errors do.
+fn redacted(loaded: &config::LoadedPipeline, error: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!(loaded.redact(&format!("{error:#}")))
+}
+
 pub fn run(file: &Path, quiet: bool) -> anyhow::Result<Outcome> {
     let loaded = config::load(file)?;
     let runtime = Runtime::new()?;
-    tokio()?.block_on(async {
+    let outcome = tokio()?.block_on(async {
         let mut plan = Plan::new(&loaded, &runtime, quiet).await?;
         match engine::run(&mut plan, RunOptions { quiet }).await {
             Ok(summary) => {
@@ -35,18 +41,20 @@ pub fn run(file: &Path, quiet: bool) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Success)
             }
             Err(e @ RunError::Validation(_)) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", loaded.redact(&e.to_string()));
                 Ok(Outcome::ValidationFailed)
             }
             Err(e) => Err(e).with_context(|| format!("pipeline {}", file.display())),
         }
-    })
+    });
+    outcome.map_err(|e| redacted(&loaded, e))
 }
 
 pub fn validate(file: &Path) -> anyhow::Result<Outcome> {
     let loaded = config::load(file)?;
     let runtime = Runtime::new()?;
-    let report = tokio()?.block_on(plan::check(&loaded, &runtime))?;
+    let report = tokio()?.block_on(plan::check(&loaded, &runtime));
+    let report = report.map_err(|e| redacted(&loaded, e.into()))?;
     for (step, schema) in &report.step_schemas {
         println!("{step}: produces {}", columns(schema));
     }
@@ -65,7 +73,7 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
     let loaded = config::load(file)?;
     let runtime = Runtime::new()?;
     let pipeline = &loaded.pipeline;
-    tokio()?.block_on(async {
+    let shown = tokio()?.block_on(async {
         let report = plan::check(&loaded, &runtime).await?;
         println!("pipeline {}", pipeline.name.get_ref());
         if let Some(schema) = &report.source_schema {
@@ -131,7 +139,8 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
             println!("problem  {problem}");
         }
         Ok(Outcome::Success)
-    })
+    });
+    shown.map_err(|e| redacted(&loaded, e))
 }
 
 fn columns(schema: &arrow::datatypes::Schema) -> String {

@@ -234,7 +234,7 @@ async fn open_input(path: &Path, batch_size: usize) -> anyhow::Result<(SchemaRef
         batch_size,
         declared: Default::default(),
     };
-    let source = FileSource::local(dir, spec)?;
+    let source = FileSource::open(dir, spec, &Default::default())?;
     let file = source
         .list()
         .await?

@@ -43,12 +43,13 @@ impl LoadedPipeline {
         self.base_dir.join(relative)
     }
 
-    /// Where a sink's `path` points: inside its lake zone when it names one (validation has
-    /// checked that the project configures that zone), else relative to the file.
-    pub fn sink_path(&self, path: &str, zone: Option<project::Zone>) -> PathBuf {
+    /// Where a dataset's `path` points: inside its lake zone when it names one (validation
+    /// has checked that the project configures that zone), else as written (relative to the
+    /// file, or an `s3://` URL).
+    pub fn dataset_location(&self, path: &str, zone: Option<project::Zone>) -> String {
         match zone.and_then(|z| self.project.as_ref()?.zone_root(z)) {
-            Some(root) => root.join(path),
-            None => self.resolve(path),
+            Some(root) => format!("{root}/{path}"),
+            None => path.to_string(),
         }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [lake]
-//! raw = "../warehouse/lake/raw"          # relative to weir.toml
+//! raw = "../warehouse/lake/raw"          # relative to weir.toml, or s3://bucket/prefix
 //! staging = "../warehouse/lake/staging"
 //! curated = "../warehouse/lake/curated"
 //! ```
@@ -17,6 +17,7 @@ use toml::de::DeTable;
 use super::ConfigError;
 use super::document::Index;
 use super::error::{Locator, syntax};
+use crate::store::S3_SCHEME;
 
 pub const FILE_NAME: &str = "weir.toml";
 
@@ -34,7 +35,7 @@ pub struct ProjectFile {
     pub lake: Lake,
 }
 
-/// Zone roots: directories relative to `weir.toml`, or absolute.
+/// Zone roots: directories relative to `weir.toml` or absolute, or `s3://bucket/prefix`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lake {
@@ -94,8 +95,9 @@ impl Project {
         })
     }
 
-    /// The zone's root directory, if the project configures it.
-    pub fn zone_root(&self, zone: Zone) -> Option<PathBuf> {
+    /// The zone's root as a location (`s3://…`, or a directory made absolute), if the
+    /// project configures it.
+    pub fn zone_root(&self, zone: Zone) -> Option<String> {
         let lake = &self.settings.lake;
         let root = match zone {
             Zone::Raw => &lake.raw,
@@ -103,6 +105,9 @@ impl Project {
             Zone::Curated => &lake.curated,
         };
         let dir = self.file.parent().unwrap_or(Path::new("."));
-        root.as_ref().map(|r| dir.join(r))
+        root.as_ref().map(|r| match r.starts_with(S3_SCHEME) {
+            true => r.trim_end_matches('/').to_string(),
+            false => dir.join(r).display().to_string(),
+        })
     }
 }

@@ -40,6 +40,9 @@ pub struct Pipeline {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub state: StateConfig,
+    /// How `s3://` paths reach S3; unset keys come from the `AWS_*` environment variables.
+    #[serde(default)]
+    pub s3: S3Settings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -335,6 +338,24 @@ impl Default for RetryPolicy {
             jitter: true,
         }
     }
+}
+
+/// The `[s3]` table. Credentials must be written as `${VAR}` (validation refuses them in
+/// clear), so they stay out of the file and are masked in every message.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// An S3-compatible server (`https://…`); default: AWS, from the region.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Allow an `http://` endpoint.
+    pub allow_http: Option<bool>,
+    /// `https://bucket.host/key` instead of the path style `https://host/bucket/key` (the
+    /// default, which S3-compatible servers understand).
+    pub virtual_hosted_style: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

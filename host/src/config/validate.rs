@@ -8,9 +8,10 @@ use super::ConfigError;
 use super::error::Locator;
 use super::project::{FILE_NAME, Project, Zone};
 use super::types::{
-    Check, DatabaseSource, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep, Sink,
-    Source, Step,
+    Check, DatabaseSource, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep,
+    S3Settings, Sink, Source, Step,
 };
+use crate::store::{Location, S3_SCHEME};
 
 /// Checks `pipeline` and resolves each sink's load mode (same order as `sinks`).
 pub(super) fn validate(
@@ -32,7 +33,7 @@ pub(super) fn validate(
         builtin_check(check.get_ref(), &format!("checks[{i}]"), at)?;
     }
     match &pipeline.quarantine {
-        Some(quarantine) => not_blank(quarantine.path.get_ref(), "quarantine.path", at)?,
+        Some(quarantine) => store_path(quarantine.path.get_ref(), "quarantine.path", at)?,
         None if pipeline.on_fail == OnFail::Quarantine => {
             return Err(at.at_key(
                 "on_fail",
@@ -47,6 +48,13 @@ pub(super) fn validate(
             "must be at least 1 (it counts the first try)",
         ));
     }
+    local_only(
+        &pipeline.state.path,
+        "state.path",
+        "the state is a local sled database",
+        at,
+    )?;
+    s3(&pipeline.s3, at)?;
     if pipeline.keep_raw {
         zone_configured(Zone::Raw, project, "keep_raw", at)?;
     }
@@ -83,8 +91,59 @@ fn zone_configured(
     }
 }
 
+/// A directory or dataset path: local, or `s3://BUCKET/PREFIX`.
+fn store_path(path: &str, key: &str, at: &Locator<'_>) -> Result<(), ConfigError> {
+    not_blank(path, key, at)?;
+    // Only the URL's syntax is checked here: local paths are resolved when opened.
+    Location::parse(path, Path::new(""))
+        .map(drop)
+        .map_err(|e| at.at_key(key, e.to_string()))
+}
+
+fn local_only(path: &str, key: &str, what: &str, at: &Locator<'_>) -> Result<(), ConfigError> {
+    if path.starts_with(S3_SCHEME) {
+        return Err(at.at_key(key, format!("{what}: an s3:// path cannot hold it")));
+    }
+    Ok(())
+}
+
+fn s3(s3: &S3Settings, at: &Locator<'_>) -> Result<(), ConfigError> {
+    if let Some(endpoint) = &s3.endpoint
+        && !endpoint.starts_with("https://")
+        && !endpoint.starts_with("http://")
+    {
+        let message = "must be a URL starting with https:// (or http:// with allow_http = true)";
+        return Err(at.at_key("s3.endpoint", message));
+    }
+    if let Some(region) = &s3.region {
+        not_blank(region, "s3.region", at)?;
+    }
+    if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+        let message = "`access_key_id` and `secret_access_key` go together: set both or neither (neither: taken from AWS_* variables)";
+        let key = match s3.access_key_id {
+            Some(_) => "s3.access_key_id",
+            None => "s3.secret_access_key",
+        };
+        return Err(at.at_key(key, message));
+    }
+    let secrets = [
+        ("s3.secret_access_key", &s3.secret_access_key),
+        ("s3.session_token", &s3.session_token),
+    ];
+    for (key, value) in secrets {
+        // A substituted value is one `redact` masks; a value written in clear is not.
+        if let Some(value) = value
+            && at.secrets().redact(value) == *value
+        {
+            let message = "write it as `${VARIABLE}` so that the secret stays out of the pipeline file (e.g. \"${AWS_SECRET_ACCESS_KEY}\")";
+            return Err(at.at_key(key, message));
+        }
+    }
+    Ok(())
+}
+
 fn file_source(files: &FileSource, at: &Locator<'_>) -> Result<(), ConfigError> {
-    not_blank(files.path.get_ref(), "source.path", at)?;
+    store_path(files.path.get_ref(), "source.path", at)?;
     batch_and_cursor(files.batch_size, &files.incremental, at)
 }
 
@@ -251,10 +310,13 @@ fn sinks(
             );
             return Err(at.at_key(&format!("{key}.name"), message));
         }
+        let path_key = format!("{key}.path");
         let (mode, partition_by, keys) = match sink {
             Sink::Sqlite(s) => {
-                not_blank(s.path.get_ref(), &format!("{key}.path"), at)?;
+                not_blank(s.path.get_ref(), &path_key, at)?;
                 not_blank(s.table.get_ref(), &format!("{key}.table"), at)?;
+                let what = "a SQLite database is a local file";
+                local_only(s.path.get_ref(), &path_key, what, at)?;
                 (*s.mode.get_ref(), &s.partition_by, &s.keys)
             }
             Sink::Postgres(s) => {
@@ -263,7 +325,7 @@ fn sinks(
                 (*s.mode.get_ref(), &s.partition_by, &s.keys)
             }
             Sink::Parquet(s) => {
-                not_blank(s.path.get_ref(), &format!("{key}.path"), at)?;
+                store_path(s.path.get_ref(), &path_key, at)?;
                 if let Some(zone) = s.zone {
                     zone_configured(zone, project, &format!("{key}.zone"), at)?;
                 }

@@ -1,15 +1,14 @@
-//! Files — CSV, NDJSON and Parquet, one file or a glob — read through `object_store`
-//! (the local backend today; S3 reuses this code) as streams of bounded Arrow batches.
+//! Files — CSV, NDJSON and Parquet, one file or a glob, on local disk or S3 — read through
+//! `object_store` as streams of bounded Arrow batches.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use futures::{StreamExt, TryStreamExt};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
@@ -17,8 +16,9 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use super::object_reader::ObjectReader;
 use super::text::{TextDecoder, infer_schema};
 use super::{BatchStream, CursorRange, ExtractError, Part, ROW_COLUMN, SOURCE_COLUMN};
-use crate::config::types::{ColumnType, FileFormat};
+use crate::config::types::{ColumnType, FileFormat, S3Settings};
 use crate::state::FileFingerprint;
+use crate::store::{self, Access, Location};
 
 /// Bytes read from the head of a text file to infer its schema.
 const INFER_BYTES: u64 = 1 << 20;
@@ -27,7 +27,8 @@ const INFER_RECORDS: usize = 1000;
 /// What to read.
 #[derive(Debug, Clone)]
 pub struct FileSpec {
-    /// A path or glob relative to `base_dir` (e.g. `data/orders/*.csv`).
+    /// A path or glob relative to `base_dir` (e.g. `data/orders/*.csv`), or on S3
+    /// (`s3://bucket/orders/*.csv`).
     pub pattern: String,
     pub format: Option<FileFormat>,
     pub batch_size: usize,
@@ -63,8 +64,13 @@ pub fn arrow_type(t: ColumnType) -> DataType {
 }
 
 impl FileSource {
-    /// Files on local disk, the pattern relative to `base_dir`.
-    pub fn local(base_dir: &Path, spec: FileSpec) -> Result<FileSource, ExtractError> {
+    /// The files the pattern names: on S3 for an `s3://` pattern, else on local disk
+    /// relative to `base_dir`.
+    pub fn open(
+        base_dir: &Path,
+        spec: FileSpec,
+        s3: &S3Settings,
+    ) -> Result<FileSource, ExtractError> {
         let pattern_error = |message: String| ExtractError::Pattern {
             pattern: spec.pattern.clone(),
             message,
@@ -76,18 +82,16 @@ impl FileSource {
             .unwrap_or(spec.pattern.len());
         let root_len = spec.pattern[..first_glob].rfind('/').map_or(0, |i| i + 1);
         let (root, rest) = spec.pattern.split_at(root_len);
-        let root_dir: PathBuf = base_dir.join(root);
-        if !root_dir.is_dir() {
-            return Err(pattern_error(format!(
-                "directory {} does not exist",
-                root_dir.display()
-            )));
+        let location = Location::parse(root, base_dir)?;
+        if let Location::Local(dir) = &location
+            && !dir.is_dir()
+        {
+            let message = format!("directory {} does not exist", dir.display());
+            return Err(pattern_error(message));
         }
-        let store = LocalFileSystem::new_with_prefix(&root_dir)
-            .map_err(|e| pattern_error(e.to_string()))?;
         let matcher = glob::Pattern::new(rest).map_err(|e| pattern_error(e.to_string()))?;
         Ok(FileSource {
-            store: Arc::new(store),
+            store: store::open(&location, s3, Access::Read)?.store,
             root_display: root.to_string(),
             matcher,
             spec,
@@ -103,9 +107,9 @@ impl FileSource {
         let mut found: Vec<FoundFile> = self
             .store
             .list(None)
-            .map_err(|source| ExtractError::List {
+            .map_err(|cause| ExtractError::List {
                 root: self.root_display.clone(),
-                source,
+                cause,
             })
             .try_filter_map(|meta| async move {
                 let relative = meta.location.to_string();
@@ -255,7 +259,7 @@ fn decode_stream(
             while let Some(chunk) = bytes.next().await {
                 let chunk = chunk.map_err(|e| ExtractError::Read {
                     path: path.clone(),
-                    message: format!("I/O: {e}"),
+                    message: format!("I/O: {}", store::describe(&e)),
                 })?;
                 let mut rest = &chunk[..];
                 while !rest.is_empty() {
@@ -349,7 +353,7 @@ fn read_error_at(path: &str, message: impl ToString) -> ExtractError {
 fn io_error(file: &FoundFile, e: object_store::Error) -> ExtractError {
     ExtractError::Read {
         path: file.path.clone(),
-        message: format!("I/O: {e}"),
+        message: format!("I/O: {}", store::describe(&e)),
     }
 }
 

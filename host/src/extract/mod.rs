@@ -70,11 +70,13 @@ pub enum ExtractError {
     Pattern { pattern: String, message: String },
     #[error("{path}: {message}")]
     Read { path: String, message: String },
-    #[error("listing {root}: {source}")]
+    #[error("listing {root}: {}", crate::store::describe(cause))]
     List {
         root: String,
-        source: object_store::Error,
+        cause: object_store::Error,
     },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{path}: cursor column `{column}` is missing")]
     MissingCursor { path: String, column: String },
     #[error(

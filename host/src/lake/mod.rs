@@ -9,13 +9,14 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+
+use crate::config::types::S3Settings;
+use crate::store::{self, Access, Location, StoreError};
 
 const MARKERS: &str = "_weir_loads";
 const STAGING: &str = "_weir_staging";
@@ -23,7 +24,9 @@ const DATE_PARTITION: &str = "load_date=";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
-    #[error("zone root {root}: {source}")]
+    #[error(transparent)]
+    Open(#[from] StoreError),
+    #[error("zone root {root}: {}", store::describe(source))]
     Store {
         root: String,
         #[source]
@@ -57,21 +60,22 @@ pub fn parse_age(text: &str) -> Result<chrono::Duration, LakeError> {
     .ok_or_else(error)
 }
 
-/// The objects under `root` older than `cutoff`; deleted unless `dry_run`.
+/// The objects under the zone `root` (a directory or `s3://bucket/prefix`; S3 settings from
+/// the `AWS_*` variables) older than `cutoff`; deleted unless `dry_run`.
 pub async fn gc(
-    root: &Path,
+    root: &str,
     cutoff: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Vec<Doomed>, LakeError> {
-    if !root.is_dir() {
+    let location = Location::parse(root, Path::new("."))?;
+    if matches!(&location, Location::Local(dir) if !dir.is_dir()) {
         return Ok(Vec::new()); // nothing was ever written to the zone
     }
     let store_error = |source| LakeError::Store {
-        root: root.display().to_string(),
+        root: root.to_string(),
         source,
     };
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(root).map_err(store_error)?);
+    let store = store::open(&location, &S3Settings::default(), Access::Read)?.store;
     let objects: Vec<ObjectMeta> = store.list(None).try_collect().await.map_err(store_error)?;
     let is_marker = |p: &str| p.split('/').any(|s| s == MARKERS);
     let mut doomed: Vec<Doomed> = objects

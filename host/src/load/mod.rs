@@ -72,18 +72,24 @@ pub enum LoadError {
         #[source]
         source: sqlx::Error,
     },
-    /// An object store (dataset directory) operation failed.
+    /// The dataset's store (a directory, an S3 prefix) cannot be opened.
+    #[error("sink `{sink}`: {cause}")]
+    Open {
+        sink: String,
+        cause: crate::store::StoreError,
+    },
+    /// An object store (dataset directory or S3 prefix) operation failed.
     #[error(
-        "sink `{sink}`: {action} failed: {source}; check that the dataset directory is writable and not full, then rerun"
+        "sink `{sink}`: {action} failed: {}; check that the dataset directory or bucket is reachable and writable (and not full), then rerun",
+        crate::store::describe(cause)
     )]
     Store {
         sink: String,
         action: String,
-        #[source]
-        source: object_store::Error,
+        cause: object_store::Error,
     },
     #[error(
-        "sink `{sink}`: writing Parquet failed: {source}; check that the dataset directory is writable and not full, then rerun"
+        "sink `{sink}`: writing Parquet failed: {source}; check that the dataset directory or bucket is reachable and writable (and not full), then rerun"
     )]
     Parquet {
         sink: String,
@@ -112,13 +118,13 @@ impl LoadError {
         match self {
             LoadError::Sqlite { source, .. } => sqlx_is_transient(source),
             LoadError::Postgres { source, .. } => postgres::is_transient(source),
-            LoadError::Store { source, .. } => store_is_transient(source),
+            LoadError::Store { cause, .. } => store_is_transient(cause),
             // `External` is what the async writer wraps the store's I/O errors in.
             LoadError::Parquet { source, .. } => {
                 matches!(source, ::parquet::errors::ParquetError::External(_))
             }
             LoadError::Io { .. } => true,
-            LoadError::Schema { .. } | LoadError::Config { .. } => false,
+            LoadError::Open { .. } | LoadError::Schema { .. } | LoadError::Config { .. } => false,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Parquet sink: a Hive-partitioned dataset (`<col>=<value>/part-<load_id>-<n>.parquet`) on an
-//! object store (today the local file system; any `ObjectStore` works).
+//! object store: a local directory or an S3 bucket prefix (see [`crate::store`]).
 //!
 //! A load streams each partition's rows into staged objects under `_weir_staging/<load_id>/`.
 //! Commit finishes them, records the final names in `_weir_staging/<load_id>/_commit.json`,
@@ -9,6 +9,13 @@
 //! the replay, in the state of a clean load. (Objects appear one by one during the moves: an
 //! object store has no multi-object atomic rename; readers that need the exact committed set
 //! read the markers.) Directories starting with `_` are ignored by Hive-style readers.
+//!
+//! On S3 the same steps hold without a rename: a move is a server-side copy then a delete
+//! (object_store's `rename`), and every object appears whole — a single PUT, or a multipart
+//! upload that S3 shows only once it completes — so a reader never sees half a file. A move
+//! interrupted between copy and delete leaves the staged copy, which the replay rewrites and
+//! then deletes. The marker is written with put-if-absent: a committed load's marker is never
+//! rewritten, and of two attempts committing the same load only one writes it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -22,9 +29,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -32,15 +38,14 @@ use serde_json::json;
 
 use super::{LoadError, LoadMode, LoadSpec, PROVENANCE_PREFIX, Sink, SinkLoad};
 use super::{data_schema, project};
+use crate::config::types::S3Settings;
+use crate::store::{self, Access, Location, Store};
 
 /// Rows per file before the next file of the partition starts.
 pub const DEFAULT_ROWS_PER_FILE: u64 = 1_000_000;
 /// Files written at once; past this the least recently used one is finished (each open
 /// file holds a row group and an upload buffer in memory).
 const MAX_OPEN_FILES: usize = 16;
-/// Bytes an upload buffers before sending a part. Every open file holds one such buffer,
-/// so it is small; an S3 store (whose parts must be 5 MiB) will need its own.
-const UPLOAD_BUFFER: usize = 1 << 20;
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 const STAGING: &str = "_weir_staging";
@@ -53,35 +58,36 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
-    /// A dataset in the directory `root` (created if missing).
+    /// A dataset in the local directory `root` (created if missing).
     pub fn new(
         name: &str,
         root: &FsPath,
         partition_by: Option<String>,
         mode: LoadMode,
     ) -> Result<ParquetSink, LoadError> {
-        let action = format!("creating the dataset directory {}", root.display());
-        let io = |source| LoadError::Io {
-            sink: name.into(),
-            action,
-            source,
-        };
-        std::fs::create_dir_all(root).map_err(io)?;
-        let store = LocalFileSystem::new_with_prefix(root).map_err(|source| LoadError::Store {
-            sink: name.into(),
-            action: format!("opening {}", root.display()),
-            source,
-        })?;
-        let store = store.with_automatic_cleanup(true).with_fsync(true);
-        let mut sink = Self::with_store(name, Arc::new(store), partition_by, mode)?;
-        sink.io.root = Some(root.to_owned());
-        Ok(sink)
+        let location = Location::Local(root.to_owned());
+        Self::open(name, &location, &S3Settings::default(), partition_by, mode)
     }
 
-    /// A dataset at the root of `store` (e.g. an S3 bucket prefix).
+    /// A dataset at `location`: a local directory (created if missing) or an S3 prefix.
+    pub fn open(
+        name: &str,
+        location: &Location,
+        s3: &S3Settings,
+        partition_by: Option<String>,
+        mode: LoadMode,
+    ) -> Result<ParquetSink, LoadError> {
+        let store = store::open(location, s3, Access::Write).map_err(|cause| LoadError::Open {
+            sink: name.into(),
+            cause,
+        })?;
+        Self::with_store(name, store, partition_by, mode)
+    }
+
+    /// A dataset at the root of `store`.
     pub fn with_store(
         name: &str,
-        store: Arc<dyn ObjectStore>,
+        store: Store,
         partition_by: Option<String>,
         mode: LoadMode,
     ) -> Result<ParquetSink, LoadError> {
@@ -107,8 +113,10 @@ impl ParquetSink {
         }
         let io = Dataset {
             sink: name.to_owned(),
-            store,
-            root: None,
+            store: store.store,
+            part_size: store.part_size,
+            upload_concurrency: store.upload_concurrency,
+            root: store.local_dir,
         };
         let rows_per_file = DEFAULT_ROWS_PER_FILE;
         Ok(ParquetSink {
@@ -278,7 +286,9 @@ impl ParquetLoad {
                 dir => format!("{dir}/{file}"),
             };
             let staged = self.io.staged(&self.load_id, &name)?;
-            let upload = BufWriter::with_capacity(self.io.store.clone(), staged, UPLOAD_BUFFER);
+            // Files up to one part go up in a single PUT; larger ones as a multipart upload.
+            let upload = BufWriter::with_capacity(self.io.store.clone(), staged, self.io.part_size)
+                .with_max_concurrency(self.io.upload_concurrency);
             let (schema, props) = (self.file_schema.clone(), Some(self.props.clone()));
             let writer = AsyncArrowWriter::try_new(upload, schema, props);
             let writer = writer.map_err(|e| self.parquet_err(e))?;
@@ -414,9 +424,20 @@ impl SinkLoad for ParquetLoad {
             "objects": objects.collect::<Vec<_>>(),
             "committed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         });
-        io.put_json(&marker_path(&load_id), &marker, "writing the load marker")
-            .await?;
-        Ok(rows)
+        let payload = serde_json::to_vec_pretty(&marker).expect("json serializes");
+        let written = io
+            .store
+            .put_opts(
+                &marker_path(&load_id),
+                payload.into(),
+                PutMode::Create.into(),
+            )
+            .await;
+        match written {
+            // Another attempt committed this load first: its marker names the same objects.
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(rows),
+            Err(e) => Err(io.err("writing the load marker", e)),
+        }
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), LoadError> {
@@ -457,17 +478,20 @@ fn intent_path(load_id: &str) -> Path {
 struct Dataset {
     sink: String,
     store: Arc<dyn ObjectStore>,
+    /// Bytes per part of an upload, and parts in flight (see [`Store`]).
+    part_size: usize,
+    upload_concurrency: usize,
     /// The local dataset directory, to remove the empty staging directories that object
     /// store deletes leave behind.
     root: Option<PathBuf>,
 }
 
 impl Dataset {
-    fn err(&self, action: &str, source: object_store::Error) -> LoadError {
+    fn err(&self, action: &str, cause: object_store::Error) -> LoadError {
         LoadError::Store {
             sink: self.sink.clone(),
             action: action.to_owned(),
-            source,
+            cause,
         }
     }
 

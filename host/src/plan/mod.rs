@@ -17,6 +17,7 @@ use crate::load::postgres::PostgresSink;
 use crate::load::sqlite::SqliteSink;
 use crate::plugin::build::{BuildOptions, build};
 use crate::plugin::{Plugin, PluginKind, Runtime, StepPolicy};
+use crate::store::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -115,9 +116,10 @@ impl Plan {
         }
         let quarantine = match &pipeline.quarantine {
             Some(q) => Some(Arc::new(
-                ParquetSink::new(
+                parquet_sink(
+                    loaded,
                     "quarantine",
-                    &loaded.resolve(q.path.get_ref()),
+                    q.path.get_ref(),
                     None,
                     LoadMode::Append,
                 )
@@ -132,14 +134,14 @@ impl Plan {
             (true, Some(project)) => {
                 let root = project
                     .zone_root(Zone::Raw)
-                    .expect("validation checked the raw zone")
-                    .join(pipeline.name.get_ref());
-                let sink =
-                    ParquetSink::new("raw", &root, Some(RAW_PARTITION.into()), LoadMode::Append)
-                        .map_err(|source| PlanError::Sink {
-                            sink: "raw".into(),
-                            source,
-                        })?;
+                    .expect("validation checked the raw zone");
+                let location = format!("{root}/{}", pipeline.name.get_ref());
+                let partition = Some(RAW_PARTITION.to_string());
+                let sink = parquet_sink(loaded, "raw", &location, partition, LoadMode::Append)
+                    .map_err(|source| PlanError::Sink {
+                        sink: "raw".into(),
+                        source,
+                    })?;
                 Some(Arc::new(sink) as Arc<dyn Sink>)
             }
             _ => None,
@@ -199,15 +201,32 @@ async fn open_sink(
                 .map_err(error)?,
         ),
         types::Sink::Parquet(s) => Arc::new(
-            ParquetSink::new(
+            parquet_sink(
+                loaded,
                 &s.name,
-                &loaded.sink_path(s.path.get_ref(), s.zone),
+                &loaded.dataset_location(s.path.get_ref(), s.zone),
                 s.partition_by.clone(),
                 mode,
             )
             .map_err(error)?,
         ),
     })
+}
+
+/// A Parquet dataset at `path` as the pipeline file writes it (local or `s3://`).
+fn parquet_sink(
+    loaded: &LoadedPipeline,
+    name: &str,
+    path: &str,
+    partition_by: Option<String>,
+    mode: LoadMode,
+) -> Result<ParquetSink, crate::load::LoadError> {
+    let location =
+        Location::parse(path, &loaded.base_dir).map_err(|cause| crate::load::LoadError::Open {
+            sink: name.into(),
+            cause,
+        })?;
+    ParquetSink::open(name, &location, &loaded.pipeline.s3, partition_by, mode)
 }
 
 /// A plugin from a crate directory (built first) or a `.wasm` component.
@@ -245,7 +264,11 @@ fn open_source(
                     .map(|(k, v)| (k.clone(), *v.get_ref()))
                     .collect(),
             };
-            Box::new(FileSource::local(&loaded.base_dir, spec)?)
+            Box::new(FileSource::open(
+                &loaded.base_dir,
+                spec,
+                &loaded.pipeline.s3,
+            )?)
         }
         Source::Postgres(database) => {
             let relation = match (&database.table, &database.query) {

@@ -103,6 +103,18 @@ impl Project {
 
     /// A pipeline file: the orders plugins, a not-null date check, and the given sinks.
     pub fn pipeline(&self, on_fail: &str, sinks: &str) -> PathBuf {
+        self.pipeline_at("data/*.csv", "quarantine", on_fail, sinks)
+    }
+
+    /// [`Project::pipeline`] with the source pattern and the quarantine dataset elsewhere
+    /// (on S3, say); `rest` holds the sinks and any other tables.
+    pub fn pipeline_at(
+        &self,
+        source: &str,
+        quarantine: &str,
+        on_fail: &str,
+        rest: &str,
+    ) -> PathBuf {
         let c = super::components();
         let text = format!(
             r#"name = "orders"
@@ -110,7 +122,7 @@ on_fail = "{on_fail}"
 
 [source]
 kind = "files"
-path = "data/*.csv"
+path = "{source}"
 batch_size = 100
 incremental = {{ cursor = "updated_at" }}
 schema = {{ updated_at = "timestamp" }}
@@ -128,9 +140,9 @@ check = "not_null"
 column = "order_date"
 
 [quarantine]
-path = "quarantine"
+path = "{quarantine}"
 
-{sinks}
+{rest}
 "#,
             transform = c.orders_transform.display(),
             validator = c.orders_validator.display(),
