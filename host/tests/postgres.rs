@@ -184,7 +184,7 @@ fn incremental_postgres_to_postgres_merge_loads_new_and_changed_rows_once() {
 }
 
 #[test]
-fn every_load_mode_replayed_leaves_the_warehouse_unchanged() {
+fn every_load_mode_replayed_twice_leaves_the_warehouse_unchanged() {
     let pg = PgServer::start();
     shop(&pg);
     pg.execute("dw", "CREATE SCHEMA analytics");
@@ -203,20 +203,23 @@ fn every_load_mode_replayed_leaves_the_warehouse_unchanged() {
         let pipeline = project.pipeline(&pg, "", &warehouse(&pg, mode));
         ok(&project.run(&pipeline, None));
         assert_eq!(loaded(&pg), expected(&pg), "{mode}");
-        let reset = common::host()
-            .args(["state", "reset"])
-            .arg(&pipeline)
-            .output()
-            .unwrap();
-        ok(&reset);
-        let out = project.run(&pipeline, None);
-        ok(&out);
-        assert!(
-            stdout(&out).contains("(already loaded: replay skipped)"),
-            "{mode}: {}",
-            stdout(&out)
-        );
-        assert_eq!(loaded(&pg), expected(&pg), "{mode}");
+        // Forget the state twice: each replay finds every sink holding the load.
+        for _ in 0..2 {
+            let reset = common::host()
+                .args(["state", "reset"])
+                .arg(&pipeline)
+                .output()
+                .unwrap();
+            ok(&reset);
+            let out = project.run(&pipeline, None);
+            ok(&out);
+            assert!(
+                stdout(&out).contains("(already loaded: replay skipped)"),
+                "{mode}: {}",
+                stdout(&out)
+            );
+            assert_eq!(loaded(&pg), expected(&pg), "{mode}");
+        }
     }
 }
 
@@ -388,4 +391,48 @@ fn validate_and_plan_describe_a_postgres_source_without_loading() {
         [[Some("0".to_string())]],
         "nothing was loaded"
     );
+}
+
+#[test]
+fn hostile_table_and_column_names_are_quoted_identifiers() {
+    let pg = PgServer::start();
+    shop(&pg);
+    pg.execute("dw", "CREATE TABLE victim (id int)");
+    insert_orders(&pg, 1, 20, "2024-06-01");
+    let project = Project::new();
+    // A column alias and a sink table name that would end the statement if formatted in.
+    let evil_column = r#"x"; DROP TABLE victim; --"#;
+    let query = format!(
+        "query = 'SELECT *, order_id AS \"{}\" FROM orders'",
+        evil_column.replace('"', "\"\"")
+    );
+    let pipeline = project.pipeline(&pg, "", &warehouse(&pg, "mode = \"append\""));
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("table = \"orders\"", &query)
+        .replace(
+            "table = \"analytics.orders\"",
+            r#"table = 'orders"; DROP TABLE victim; --'"#,
+        );
+    std::fs::write(&pipeline, text).unwrap();
+    let out = project.run(&pipeline, None);
+    ok(&out);
+    assert_eq!(
+        pg.rows("dw", "SELECT count(*)::text FROM victim"),
+        [[Some("0".to_string())]],
+        "the victim table is still there"
+    );
+    let evil_table = r#""orders""; DROP TABLE victim; --""#;
+    let rows = pg.rows(
+        "dw",
+        &format!(
+            "SELECT count(*)::text, count(\"{}\")::text FROM {evil_table}",
+            evil_column.replace('"', "\"\"")
+        ),
+    );
+    assert_eq!(
+        rows[0][0], rows[0][1],
+        "every row has the oddly named column"
+    );
+    assert_ne!(rows[0][0].as_deref(), Some("0"));
 }
