@@ -1,14 +1,21 @@
-"""Peer baselines for Weir's Postgres benchmark: CSV -> the seed's transform and validate ->
-a Postgres table, one timed run.
+"""Peer baselines for Weir's Postgres benchmarks: loading orders into a table, and extracting
+a table to Arrow.
 
-    python postgres_orders.py --engine pandas|polars|duckdb --input FILE.csv --url postgresql://... --table T
+    python postgres_orders.py load --engine pandas|polars|duckdb --input FILE.csv --url URL --table T
+    python postgres_orders.py extract --engine connectorx|pandas|polars --url URL --table T
 
-- pandas: the seed's way, `to_sql(method="multi", chunksize=...)` through SQLAlchemy and psycopg2;
+load (the data is read from the CSV first, untimed; the timer covers the write):
+- pandas: the seed's `to_sql(method="multi", chunksize=5000)` through SQLAlchemy and psycopg2;
 - polars: `write_database(engine="adbc")`, the ADBC Postgres driver (binary COPY);
-- duckdb: the transform in DuckDB, the result written through the same ADBC driver (DuckDB's
-  own postgres extension is downloaded on first use, and there is no network here).
+- duckdb: a DuckDB table streamed through the same ADBC driver (DuckDB's own postgres
+  extension is downloaded on first use, and there is no network here).
+extract (the whole table into memory as Arrow, or a DataFrame for pandas):
+- connectorx: `read_sql(..., return_type="arrow")`;
+- pandas: `read_sql` through SQLAlchemy and psycopg2;
+- polars: `read_database_uri(engine="adbc")`.
 
-Prints one JSON line: engine, version, rows_in, rows_out, runs (seconds), median_s, peak_rss_mib.
+URL: postgresql://user@host:port/db. Prints one JSON line: engine, version, rows, runs
+(seconds), median_s, peak_rss_mib.
 """
 
 import argparse
@@ -16,76 +23,79 @@ import json
 import resource
 import time
 
-from transform_orders import (
-    duckdb_connect, pandas_transform, pandas_validate, polars_transform, polars_validate,
-    TRANSFORM_SQL, engine_version,
-)
-
-# The seed's chunk size; psycopg2 has no bound-parameter limit to keep under.
-CHUNKSIZE = 5000
+CHUNKSIZE = 5000  # the seed's
 
 
-def pandas_job(csv, url, table):
-    import pandas as pd
-    import sqlalchemy
+def load(engine, csv, url, table):
+    if engine == "pandas":
+        import pandas as pd
+        import sqlalchemy
 
-    df = pd.read_csv(csv)
-    rows_in = len(df)
-    df = pandas_transform(df)
-    pandas_validate(df)
-    df["order_month"] = df["order_month"].astype(str)  # psycopg2 cannot bind Period objects
-    engine = sqlalchemy.create_engine(url)
-    df.to_sql(table, engine, if_exists="append", index=False, method="multi", chunksize=CHUNKSIZE)
-    return rows_in, len(df)
+        df = pd.read_csv(csv)
+        db = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+        start = time.perf_counter()
+        df.to_sql(table, db, if_exists="append", index=False, method="multi", chunksize=CHUNKSIZE)
+        return len(df), time.perf_counter() - start
+    if engine == "polars":
+        import polars as pl
 
-
-def adbc_url(url):
-    return url.replace("postgresql+psycopg2://", "postgresql://")
-
-
-def polars_job(csv, url, table):
-    import polars as pl
-
-    df = pl.read_csv(csv)
-    out = polars_transform(df)
-    polars_validate(out)
-    out.write_database(table, adbc_url(url), engine="adbc", if_table_exists="replace")
-    return df.height, out.height
-
-
-def duckdb_job(csv, url, table):
+        df = pl.read_csv(csv)
+        start = time.perf_counter()
+        df.write_database(table, url, engine="adbc", if_table_exists="replace")
+        return df.height, time.perf_counter() - start
     import adbc_driver_postgresql.dbapi as pg
+    import duckdb
 
-    con = duckdb_connect()
-    con.read_csv(csv, dtype={"order_date": "VARCHAR"}).create("raw")
-    con.execute(f"CREATE TABLE clean AS {TRANSFORM_SQL.format(src='raw')}")
-    nulls, negative, rows_out, duplicate_ids = con.execute("""
-        SELECT count(*) FILTER (customer_id IS NULL), count(*) FILTER (total_usd < 0),
-               count(*), count(*) - count(DISTINCT order_id)
-        FROM clean""").fetchall()[0]
-    assert nulls == 0 and negative == 0 and rows_out > 0 and duplicate_ids == 0
-    rows_in = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
-    reader = con.sql("SELECT * FROM clean").arrow()  # a lazy RecordBatchReader in DuckDB 2
-    with pg.connect(adbc_url(url)) as conn, conn.cursor() as cur:
+    con = duckdb.connect()
+    con.read_csv(csv).create("orders")
+    rows = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+    start = time.perf_counter()
+    reader = con.sql("SELECT * FROM orders").arrow()  # a lazy RecordBatchReader in DuckDB 2
+    with pg.connect(url) as conn, conn.cursor() as cur:
         cur.adbc_ingest(table, reader, mode="create_append")
         conn.commit()
-    return rows_in, rows_out
+    return rows, time.perf_counter() - start
+
+
+def extract(engine, url, table):
+    query = f"SELECT * FROM {table}"
+    start = time.perf_counter()
+    if engine == "connectorx":
+        import connectorx as cx
+
+        rows = cx.read_sql(url, query, return_type="arrow").num_rows
+    elif engine == "pandas":
+        import pandas as pd
+        import sqlalchemy
+
+        db = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+        rows = len(pd.read_sql(query, db))
+    else:
+        import polars as pl
+
+        rows = pl.read_database_uri(query, url, engine="adbc").height
+    return rows, time.perf_counter() - start
+
+
+def version(engine):
+    return __import__(engine).__version__
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--engine", choices=["pandas", "polars", "duckdb"], required=True)
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--url", required=True, help="postgresql+psycopg2://user@host:port/db")
+    ap.add_argument("job", choices=["load", "extract"])
+    ap.add_argument("--engine", required=True)
+    ap.add_argument("--input")
+    ap.add_argument("--url", required=True)
     ap.add_argument("--table", required=True)
     args = ap.parse_args()
-    job = {"pandas": pandas_job, "polars": polars_job, "duckdb": duckdb_job}[args.engine]
-    start = time.perf_counter()
-    rows_in, rows_out = job(args.input, args.url, args.table)
-    elapsed = time.perf_counter() - start
+    if args.job == "load":
+        rows, elapsed = load(args.engine, args.input, args.url, args.table)
+    else:
+        rows, elapsed = extract(args.engine, args.url, args.table)
     print(json.dumps({
-        "engine": args.engine, "version": engine_version(args.engine),
-        "rows_in": rows_in, "rows_out": rows_out, "runs": [elapsed], "median_s": elapsed,
+        "engine": args.engine, "version": version(args.engine), "rows": rows,
+        "runs": [elapsed], "median_s": elapsed,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))
 
