@@ -193,7 +193,8 @@ fn order_month(dates: &TimestampMicrosecondArray) -> StringArray {
     offsets.push(0);
     for (i, &us) in dates.values().iter().enumerate() {
         if dates.is_valid(i) {
-            let (y, m) = year_month(us.div_euclid(86_400_000_000));
+            // Any i64 of microseconds is within ±2^27 days. (i32: see `year_month`.)
+            let (y, m) = year_month(us.div_euclid(86_400_000_000) as i32);
             let y = y.clamp(0, 9999) as u32;
             text.extend_from_slice(&[
                 digit(y / 1000),
@@ -219,8 +220,9 @@ fn digit(n: u32) -> u8 {
     b'0' + (n % 10) as u8
 }
 
-/// Year and month of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn year_month(days: i64) -> (i64, u32) {
+/// Year and month of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`). In
+/// i32: Wasm has no 64-bit multiply-high, so 64-bit divisions by constants stay divisions.
+fn year_month(days: i32) -> (i32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -228,7 +230,7 @@ fn year_month(days: i64) -> (i64, u32) {
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let year = yoe + era * 400 + i32::from(month <= 2);
     (year, month)
 }
 
