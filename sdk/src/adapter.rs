@@ -98,8 +98,7 @@ impl<T: Transform> t::Guest for TransformAdapter<T> {
     }
 
     fn transform(batch: Vec<u8>) -> Result<Vec<u8>, t::PluginError> {
-        let input = ipc::decode_host_batch(&batch).map_err(Error::from)?;
-        drop(batch);
+        let input = ipc::decode_host_batch(batch).map_err(Error::from)?;
         let output = with_state(|p: &mut T| p.transform(input))?;
         Ok(ipc::encode_batch(&output).map_err(|e| Error::internal(e.to_string()))?)
     }
@@ -114,8 +113,7 @@ impl<V: Validator> v::Guest for ValidatorAdapter<V> {
     }
 
     fn validate(batch: Vec<u8>) -> Result<v::Validation, v::PluginError> {
-        let input = ipc::decode_host_batch(&batch).map_err(Error::from)?;
-        drop(batch);
+        let input = ipc::decode_host_batch(batch).map_err(Error::from)?;
         let checks = with_state(|p: &mut V| p.validate(&input))?;
         Ok(v::Validation {
             checks: checks

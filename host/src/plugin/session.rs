@@ -212,7 +212,7 @@ impl TransformSession {
         let out = self.session.call(Some(number), |g, s| {
             g.weir_plugin_transform().call_transform(s, &bytes)
         })?;
-        let output = ipc::decode_batch(&out).map_err(|e| fail(Cause::BadOutput(e)))?;
+        let output = ipc::decode_batch(out).map_err(|e| fail(Cause::BadOutput(e)))?;
         if let Some(difference) = schema_difference(&declared, output.schema_ref()) {
             return Err(fail(Cause::SchemaMismatch(difference)));
         }

@@ -24,7 +24,7 @@ pub fn parse_utc_micros(s: &str) -> Option<i64> {
 /// Year, month and day numbers of a string starting `dddd-dd-dd`.
 // Inlined: returned through memory, the tuple cost a store-forwarding stall per row (~25%).
 #[inline(always)]
-fn ymd(b: &[u8]) -> Option<(i64, i64, i64)> {
+fn ymd(b: &[u8]) -> Option<(i32, i32, i32)> {
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
         return None;
     }
@@ -34,7 +34,7 @@ fn ymd(b: &[u8]) -> Option<(i64, i64, i64)> {
 /// `YYYY-MM-DD`, optionally with `[Tt ]HH:MM:SS`, a `.` and 1–9 digits, and `Z`, `z`,
 /// `±HH:MM`, `±HHMM` or `±HH`. `None` for other shapes and for invalid values alike
 /// (both rare): the caller then asks Arrow.
-fn fast(b: &[u8], (year, month, day): (i64, i64, i64)) -> Option<i64> {
+fn fast(b: &[u8], (year, month, day): (i32, i32, i32)) -> Option<i64> {
     // Years whose every instant, with any offset, fits in i64 nanoseconds: at the edges
     // (1677-09-21, 2262-04-11) Arrow's overflow check decides.
     if !(1678..=2261).contains(&year)
@@ -43,7 +43,7 @@ fn fast(b: &[u8], (year, month, day): (i64, i64, i64)) -> Option<i64> {
     {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = i64::from(days_from_civil(year, month, day));
     if b.len() == 10 {
         return Some(days * 86_400_000_000);
     }
@@ -67,7 +67,7 @@ fn fast(b: &[u8], (year, month, day): (i64, i64, i64)) -> Option<i64> {
         }
         // Arrow keeps nanoseconds, floored to microseconds: the first six digits.
         let kept = n.min(6);
-        micros = digits(fraction, 0, kept)? * 10_i64.pow((6 - kept) as u32);
+        micros = digits(fraction, 0, kept)? * 10_i32.pow((6 - kept) as u32);
         rest = &fraction[n..];
     }
 
@@ -80,13 +80,13 @@ fn fast(b: &[u8], (year, month, day): (i64, i64, i64)) -> Option<i64> {
         [sign, h1, h2] => offset_seconds(sign, [h1, h2, b'0', b'0'])?,
         _ => return None,
     };
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    Some(seconds * 1_000_000 + micros)
+    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second - offset);
+    Some(seconds * 1_000_000 + i64::from(micros))
 }
 
 /// Seconds east of UTC. Arrow takes any two-digit minutes (`+05:99`) but, as chrono's
 /// `FixedOffset`, only less than a day.
-fn offset_seconds(sign: u8, hhmm: [u8; 4]) -> Option<i64> {
+fn offset_seconds(sign: u8, hhmm: [u8; 4]) -> Option<i32> {
     let v = digits(&hhmm, 0, 4)?;
     let secs = v / 100 * 3600 + v % 100 * 60;
     if secs >= 86_400 {
@@ -99,26 +99,28 @@ fn offset_seconds(sign: u8, hhmm: [u8; 4]) -> Option<i64> {
     }
 }
 
-/// The decimal value of `b[at..at + n]` if those bytes are all ASCII digits.
-fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
+/// The decimal value of `b[at..at + n]` (`n` ≤ 9) if those bytes are all ASCII digits.
+fn digits(b: &[u8], at: usize, n: usize) -> Option<i32> {
     b.get(at..at + n)?.iter().try_fold(0, |value, &c| {
         let digit = c.wrapping_sub(b'0');
-        (digit < 10).then(|| value * 10 + i64::from(digit))
+        (digit < 10).then(|| value * 10 + i32::from(digit))
     })
 }
 
 /// Days in each month of a common year.
-const MONTH_DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const MONTH_DAYS: [i32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /// Days in `month` (1–12) of `year`. A table and `&` rather than `match` and `&&`: no
 /// branches, as months vary from row to row (this alone made parsing ~15% faster).
-fn days_in_month(year: i64, month: i64) -> i64 {
+fn days_in_month(year: i32, month: i32) -> i32 {
     let leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0));
-    MONTH_DAYS[month as usize - 1] + i64::from(leap & (month == 2))
+    MONTH_DAYS[month as usize - 1] + i32::from(leap & (month == 2))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+/// Calendar arithmetic is in i32 throughout: Wasm has no 64-bit multiply-high, so a 64-bit
+/// division by a constant stays a (slow) division there, where a 32-bit one is a multiply.
+fn days_from_civil(year: i32, month: i32, day: i32) -> i32 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -15,10 +15,10 @@ use weir_sdk::arrow::array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use weir_sdk::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Float64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
 };
-use weir_sdk::arrow::buffer::BooleanBuffer;
+use weir_sdk::arrow::buffer::{BooleanBuffer, OffsetBuffer};
 use weir_sdk::arrow::schema::{DataType, Field, Schema, TimeUnit};
 use weir_sdk::arrow::{arith, select};
 use weir_sdk::{Config, Error, Transform};
@@ -88,7 +88,9 @@ fn order_dates(
     let dates: TimestampMicrosecondArray = match array.data_type() {
         DataType::Utf8 => {
             let text = array.as_string::<i32>();
-            let mut out = Vec::with_capacity(text.len());
+            // Values and validity built directly: no `Option` per row to convert afterwards.
+            let mut values = Vec::with_capacity(text.len());
+            let mut valid = BooleanBufferBuilder::new(text.len());
             for (row, value) in text.iter().enumerate() {
                 let parsed = value.and_then(dates::parse_utc_micros);
                 if parsed.is_none()
@@ -99,9 +101,10 @@ fn order_dates(
                         "row {row}: order_date `{v}` is not a date"
                     )));
                 }
-                out.push(parsed);
+                values.push(parsed.unwrap_or(0));
+                valid.append(parsed.is_some());
             }
-            out.into()
+            TimestampMicrosecondArray::new(values.into(), Some(valid.finish().into()))
         }
         // Timestamps without a time zone are taken as UTC, as `pd.to_datetime(utc=True)` does.
         DataType::Timestamp(TimeUnit::Second, _) => array
@@ -151,13 +154,14 @@ pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Reco
     }
     let keep = BooleanArray::new(keep, None);
     let total: ArrayRef = Arc::new(total);
-    let months = order_month(&dates);
     let dates: ArrayRef = Arc::new(dates);
 
     let mut fields: Vec<Field> = Vec::with_capacity(batch.num_columns() + 2);
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 2);
+    let mut dates_at = 0;
     for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
         if field.name() == "order_date" {
+            dates_at = columns.len();
             fields.push(Field::new("order_date", dates.data_type().clone(), true));
             columns.push(dates.clone());
         } else if field.name() != "total_usd" && field.name() != "order_month" {
@@ -167,45 +171,58 @@ pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Reco
     }
     fields.push(Field::new("total_usd", DataType::Float64, true));
     columns.push(total);
-    fields.push(Field::new("order_month", DataType::Utf8, true));
-    columns.push(Arc::new(months));
+    let all = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns)?;
 
-    let all = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    Ok(select::filter::filter_record_batch(&all, &keep)?)
+    // `order_month` from the kept dates: fewer rows, and no text column to filter.
+    let kept = select::filter::filter_record_batch(&all, &keep)?;
+    let months = order_month(kept.column(dates_at).as_primitive());
+    fields.push(Field::new("order_month", DataType::Utf8, true));
+    let mut columns = kept.columns().to_vec();
+    columns.push(Arc::new(months));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// `YYYY-MM` of each timestamp, without a date library: the civil-from-days algorithm.
+/// Written straight into the string buffers (every value is 7 ASCII bytes).
 fn order_month(dates: &TimestampMicrosecondArray) -> StringArray {
-    let mut out = StringBuilder::with_capacity(dates.len(), dates.len() * 7);
-    // Consecutive rows mostly share a day: remember the last one.
-    let mut last: Option<(i64, [u8; 7])> = None;
-    for ts in dates {
-        let Some(us) = ts else {
-            out.append_null();
-            continue;
-        };
-        let days = us.div_euclid(86_400_000_000);
-        let text = match last {
-            Some((d, text)) if d == days => text,
-            _ => {
-                let (y, m) = year_month(days);
-                let mut text = *b"0000-00";
-                for (i, digit) in format!("{:04}", y.clamp(0, 9999)).bytes().enumerate() {
-                    text[i] = digit;
-                }
-                text[5] = b'0' + (m / 10) as u8;
-                text[6] = b'0' + (m % 10) as u8;
-                last = Some((days, text));
-                text
-            }
-        };
-        out.append_value(std::str::from_utf8(&text).expect("ascii digits"));
+    let mut text = Vec::with_capacity(dates.len() * 7);
+    let mut offsets = Vec::with_capacity(dates.len() + 1);
+    offsets.push(0);
+    for (i, &us) in dates.values().iter().enumerate() {
+        if dates.is_valid(i) {
+            // Any i64 of microseconds is within ±2^27 days. (i32: see `year_month`.)
+            let (y, m) = year_month(us.div_euclid(86_400_000_000) as i32);
+            let y = y.clamp(0, 9999) as u32;
+            text.extend_from_slice(&[
+                digit(y / 1000),
+                digit(y / 100),
+                digit(y / 10),
+                digit(y),
+                b'-',
+                digit(m / 10),
+                digit(m),
+            ]);
+        }
+        offsets.push(text.len() as i32);
     }
-    out.finish()
+    StringArray::new(
+        OffsetBuffer::new(offsets.into()),
+        text.into(),
+        dates.nulls().cloned(),
+    )
 }
 
-/// Year and month of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn year_month(days: i64) -> (i64, u32) {
+/// The ASCII digit of `n`'s last decimal place.
+fn digit(n: u32) -> u8 {
+    b'0' + (n % 10) as u8
+}
+
+/// Year and month of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`). In
+/// i32: Wasm has no 64-bit multiply-high, so 64-bit divisions by constants stay divisions.
+fn year_month(days: i32) -> (i32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -213,7 +230,7 @@ fn year_month(days: i64) -> (i64, u32) {
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let year = yoe + era * 400 + i32::from(month <= 2);
     (year, month)
 }
 
