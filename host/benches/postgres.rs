@@ -79,10 +79,15 @@ fn main() {
     eprintln!("loading with Weir's sink");
     let weir_load = runtime.block_on(async {
         let started = Instant::now();
-        let sink =
-            PostgresSink::connect("bench", &url, "weir_orders", LoadMode::Append, SchemaPolicy::Strict)
-                .await
-                .unwrap();
+        let sink = PostgresSink::connect(
+            "bench",
+            &url,
+            "weir_orders",
+            LoadMode::Append,
+            SchemaPolicy::Strict,
+        )
+        .await
+        .unwrap();
         let spec = LoadSpec {
             pipeline: "bench".into(),
             load_id: "load-1".into(),
@@ -111,7 +116,16 @@ fn main() {
     );
     let started = Instant::now();
     let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
         .args(["-p", &pg.port.to_string(), "-d", "postgres", "-c"])
         .arg(format!(
             "\\copy copy_orders FROM '{}' WITH (FORMAT csv, HEADER true)",
@@ -119,7 +133,11 @@ fn main() {
         ))
         .output()
         .expect("psql");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     loads.push(Row {
         name: "`psql \\copy`".into(),
         how: "CSV file, text COPY".into(),
@@ -130,7 +148,12 @@ fn main() {
 
     let python = python();
     for (engine, how, input, n) in [
-        ("pandas", "`to_sql(method=\"multi\", chunksize=5000)`, SQLAlchemy + psycopg2 (the seed)", &pandas_csv, pandas_rows),
+        (
+            "pandas",
+            "`to_sql(method=\"multi\", chunksize=5000)`, SQLAlchemy + psycopg2 (the seed)",
+            &pandas_csv,
+            pandas_rows,
+        ),
         ("polars", "`write_database(engine=\"adbc\")`", &csv, rows),
         ("duckdb", "DuckDB table → ADBC `adbc_ingest`", &csv, rows),
     ] {
@@ -139,7 +162,17 @@ fn main() {
         let report = run_peer(
             &python,
             "postgres_orders.py",
-            &["load", "--engine", engine, "--input", input.to_str().unwrap(), "--url", &url, "--table", &table],
+            &[
+                "load",
+                "--engine",
+                engine,
+                "--input",
+                input.to_str().unwrap(),
+                "--url",
+                &url,
+                "--table",
+                &table,
+            ],
         );
         assert_eq!(count(&table), n, "{engine} loads every row");
         loads.push(Row {
@@ -187,9 +220,21 @@ fn main() {
         let report = run_peer(
             &python,
             "postgres_orders.py",
-            &["extract", "--engine", engine, "--url", &url, "--table", "copy_orders"],
+            &[
+                "extract",
+                "--engine",
+                engine,
+                "--url",
+                &url,
+                "--table",
+                "copy_orders",
+            ],
         );
-        assert_eq!(report["rows"].as_u64(), Some(rows as u64), "{engine} reads every row");
+        assert_eq!(
+            report["rows"].as_u64(),
+            Some(rows as u64),
+            "{engine} reads every row"
+        );
         extracts.push(Row {
             name: format!("{engine} (Python)"),
             how: how.into(),
