@@ -147,6 +147,8 @@ fn main() {
     assert_eq!(count("copy_orders"), rows);
 
     let python = python();
+    // SQLAlchemy, ConnectorX and ADBC know the `postgresql://` spelling only.
+    let peer_url = url.replacen("postgres://", "postgresql://", 1);
     for (engine, how, input, n) in [
         (
             "pandas",
@@ -169,7 +171,7 @@ fn main() {
                 "--input",
                 input.to_str().unwrap(),
                 "--url",
-                &url,
+                &peer_url,
                 "--table",
                 &table,
             ],
@@ -225,7 +227,7 @@ fn main() {
                 "--engine",
                 engine,
                 "--url",
-                &url,
+                &peer_url,
                 "--table",
                 "copy_orders",
             ],
