@@ -152,7 +152,9 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
     };
     let runtime = Runtime::new().context("starting the plugin runtime")?;
     let plugin = runtime.load(&component_path(&args.plugin)?)?;
-    plugin.check_grants(&policy.grants)?;
+    plugin
+        .check_grants(&policy.grants)
+        .context("`host plugin test` grants with --grant-clock and --grant-random")?;
     println!(
         "plugin {} ({}, sha256 {})",
         plugin.name(),
