@@ -274,7 +274,7 @@ colour = "blue"
     assert_eq!(
         error_of(toml),
         "TMP/pipelines/orders.toml:9: sinks[0].colour: unknown key `colour`, expected one of \
-         `name`, `path`, `partition_by`, `mode`, `keys`"
+         `name`, `path`, `zone`, `partition_by`, `mode`, `keys`"
     );
 }
 
