@@ -94,18 +94,23 @@ pub enum StoreError {
         path: PathBuf,
         from: String,
     },
-    #[error(
-        "plugin `{name}` {version}: the stored component {path} has sha256:{found}, but {lock} pins {expected}; it changed after it was installed. Install it again (`host plugin install {from}`) or check every plugin with `host plugin verify`"
-    )]
-    DigestMismatch {
-        name: String,
-        version: String,
-        path: PathBuf,
-        found: String,
-        expected: String,
-        lock: PathBuf,
-        from: String,
-    },
+    #[error(transparent)]
+    DigestMismatch(Box<DigestMismatch>),
+}
+
+/// The stored bytes of an installed plugin no longer hash to the lock's digest.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "plugin `{name}` {version}: the stored component {path} has sha256:{found}, but {lock} pins {expected}; it changed after it was installed. Install it again (`host plugin install {from}`) or check every plugin with `host plugin verify`"
+)]
+pub struct DigestMismatch {
+    name: String,
+    version: String,
+    path: PathBuf,
+    found: String,
+    expected: String,
+    lock: PathBuf,
+    from: String,
 }
 
 /// What a pipeline step's `plugin` names: a path (development mode) or an installed plugin.
@@ -396,7 +401,7 @@ impl Store {
         })?;
         let found = hex::encode(Sha256::digest(&wasm));
         if found != entry.hex() {
-            return Err(StoreError::DigestMismatch {
+            return Err(StoreError::DigestMismatch(Box::new(DigestMismatch {
                 name: entry.name.clone(),
                 version: entry.version.clone(),
                 path,
@@ -404,7 +409,7 @@ impl Store {
                 expected: entry.digest.clone(),
                 lock: self.lock.path.clone(),
                 from: entry.source.clone(),
-            });
+            })));
         }
         Ok(wasm)
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 const KEY_PREFIX: &str = "ed25519:";
 const SECRET_PREFIX: &str = "ed25519-secret:";
 
+/// Keys are named by their id (not held as [`PublicKey`], which is large).
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     #[error(
@@ -33,11 +34,11 @@ pub enum SignError {
     #[error(
         "its signature by {key} does not match its bytes (the component or the signature was changed after signing)"
     )]
-    Invalid { key: PublicKey },
+    Invalid { key: String },
     #[error(
         "it is signed by {key}, which is not a trusted key: add it to `trusted_keys` under [plugins] in weir.toml if you trust its publisher"
     )]
-    Untrusted { key: PublicKey },
+    Untrusted { key: String },
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -165,11 +166,11 @@ impl Signature {
             .0
             .verify(&message(digest), &self.bytes)
             .map_err(|_| SignError::Invalid {
-                key: self.key.clone(),
+                key: self.key.to_string(),
             })?;
         if !trusted.contains(&self.key) {
             return Err(SignError::Untrusted {
-                key: self.key.clone(),
+                key: self.key.to_string(),
             });
         }
         Ok(self.key.clone())
