@@ -7,7 +7,10 @@
 //!
 //! - [`plugin`] — the Wasm runtime: engine, sandbox (memory cap, time budget, no
 //!   capabilities by default), compiled-component cache, transform and validate sessions,
-//!   and `host plugin build`.
+//!   the plugin manifest (`weir-plugin.toml`, embedded in the component) and `host plugin
+//!   build`.
+//! - [`registry`] — installed plugins: the content-addressed store, `weir.lock`, ed25519
+//!   signatures, `host plugin install`.
 //! - [`extract`] — sources behind the [`extract::Source`] trait; one module per kind (files
 //!   through object_store, Postgres tables and queries).
 //! - [`load`] — sinks behind the [`load::Sink`] trait (SQLite, Postgres, Parquet).
@@ -29,6 +32,7 @@ pub mod load;
 pub mod observe;
 pub mod plan;
 pub mod plugin;
+pub mod registry;
 pub mod schedule;
 pub mod state;
 pub mod store;

@@ -182,6 +182,8 @@ fn plugin_test_reports_a_plugin_failure_with_exit_code_1() {
         input.to_str().unwrap(),
         "--timeout-ms",
         "200",
+        // It declares the clock (it reads it in another attack): it must be granted.
+        "--grant-clock",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);

@@ -159,7 +159,7 @@ fn the_full_example_loads_and_resolves_modes() {
         panic!("steps: {:?}", p.steps)
     };
     assert_eq!(transform.plugin.get_ref(), "../plugins/orders-transform");
-    assert_eq!(transform.limits.timeout_ms, 10_000);
+    assert_eq!(transform.limits.timeout_ms, Some(10_000));
     assert_eq!(plugin_config_json(transform), r#"{"bad_dates":"null"}"#);
     assert_eq!(plugin_config_json(validator), "{}");
 

@@ -4,6 +4,7 @@
 //! a plugin failure, a sink error); 2 validation failed (a check did not pass, nothing was
 //! loaded); 3 loaded, but rows failed checks and were quarantined.
 
+mod install;
 mod lake;
 mod pipeline;
 mod plugin;
@@ -57,7 +58,7 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Build, test and inspect plugins.
+    /// Build, test, sign and install plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// The project's lake zones (`weir.toml`): retention.

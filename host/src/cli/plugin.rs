@@ -1,4 +1,5 @@
-//! `host plugin build DIR` and `host plugin test PLUGIN --input FILE`.
+//! `host plugin build DIR` and `host plugin test PLUGIN --input FILE`; the store's commands
+//! (install, list, remove, verify, keygen, sign) are in `install.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,31 @@ pub enum PluginCommand {
     },
     /// Run a transform or validator over a CSV or Parquet file and show the result.
     Test(TestArgs),
+    /// Install a plugin into the project's store and pin it in weir.lock.
+    Install(super::install::InstallArgs),
+    /// The plugins pinned in weir.lock.
+    List(super::install::ProjectArg),
+    /// Remove a plugin (NAME, or NAME@VERSION) from weir.lock and the store.
+    Remove {
+        plugin: String,
+        #[command(flatten)]
+        project: super::install::ProjectArg,
+    },
+    /// Re-hash every installed plugin and check its signature.
+    Verify(super::install::ProjectArg),
+    /// Make an ed25519 signing key; prints the public key to trust.
+    Keygen {
+        /// Where to write the secret key (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a component: writes FILE.sig beside it.
+    Sign {
+        file: PathBuf,
+        /// The secret key file written by `host plugin keygen`.
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -81,6 +107,12 @@ pub fn run(command: PluginCommand) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         PluginCommand::Test(args) => test(args),
+        PluginCommand::Install(args) => super::install::install(args),
+        PluginCommand::List(project) => super::install::list(&project),
+        PluginCommand::Remove { plugin, project } => super::install::remove(&plugin, &project),
+        PluginCommand::Verify(project) => super::install::verify(&project),
+        PluginCommand::Keygen { out } => super::install::keygen(&out),
+        PluginCommand::Sign { file, key } => super::install::sign(&file, &key),
     }
 }
 
@@ -120,6 +152,9 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
     };
     let runtime = Runtime::new().context("starting the plugin runtime")?;
     let plugin = runtime.load(&component_path(&args.plugin)?)?;
+    plugin
+        .check_grants(&policy.grants)
+        .context("`host plugin test` grants with --grant-clock and --grant-random")?;
     println!(
         "plugin {} ({}, sha256 {})",
         plugin.name(),

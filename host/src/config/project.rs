@@ -1,12 +1,17 @@
 //! The project file, `weir.toml`: settings shared by the pipelines beside it or below it.
-//! Today: the lake's zone roots. It is found by looking in the pipeline file's directory,
-//! then in each parent directory.
+//! The lake's zone roots, and the installed plugins' store and trusted signing keys (see
+//! [`crate::registry`]). It is found by looking in the pipeline file's directory, then in each
+//! parent directory; `weir.lock` sits beside it.
 //!
 //! ```toml
 //! [lake]
 //! raw = "../warehouse/lake/raw"          # relative to weir.toml, or s3://bucket/prefix
 //! staging = "../warehouse/lake/staging"
 //! curated = "../warehouse/lake/curated"
+//!
+//! [plugins]
+//! store = ".weir/plugins"                # the default; relative to weir.toml
+//! trusted_keys = ["ed25519:<base64 public key>"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -33,6 +38,20 @@ pub struct Project {
 pub struct ProjectFile {
     #[serde(default)]
     pub lake: Lake,
+    #[serde(default)]
+    pub plugins: Plugins,
+}
+
+/// Installed plugins: where their components are kept, and whose signatures are trusted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugins {
+    /// The content-addressed store's directory (default `.weir/plugins`).
+    pub store: Option<String>,
+    /// Public keys (`ed25519:<base64>`, as `host plugin keygen` prints them) whose
+    /// signatures `host plugin install` and `host run` accept.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// Zone roots: directories relative to `weir.toml` or absolute, or `s3://bucket/prefix`.
@@ -95,6 +114,17 @@ impl Project {
         })
     }
 
+    /// The directory holding `weir.toml` (and `weir.lock`).
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The installed plugins' store directory.
+    pub fn plugin_store(&self) -> PathBuf {
+        let store = self.settings.plugins.store.as_deref();
+        self.dir().join(store.unwrap_or(".weir/plugins"))
+    }
+
     /// The zone's root as a location (`s3://…`, or a directory made absolute), if the
     /// project configures it.
     pub fn zone_root(&self, zone: Zone) -> Option<String> {
@@ -104,10 +134,9 @@ impl Project {
             Zone::Staging => &lake.staging,
             Zone::Curated => &lake.curated,
         };
-        let dir = self.file.parent().unwrap_or(Path::new("."));
         root.as_ref().map(|r| match r.starts_with(S3_SCHEME) {
             true => r.trim_end_matches('/').to_string(),
-            false => dir.join(r).display().to_string(),
+            false => self.dir().join(r).display().to_string(),
         })
     }
 }

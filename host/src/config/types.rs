@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::project::Zone;
-use crate::plugin::{Grants, Limits, RowPolicy};
+use crate::plugin::{Grants, LimitOverrides, RowPolicy};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,17 +140,22 @@ pub enum Step {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginStep {
-    /// A plugin crate directory (built on first use) or a `.wasm` component.
+    /// An installed plugin's name (`name` or `name@version`, from `weir.lock`), or a path:
+    /// a plugin crate directory (built on first use) or a `.wasm` component.
     pub plugin: Spanned<String>,
     /// The plugin's settings, handed to its `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,
+    /// Each limit set here replaces the plugin manifest's default.
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: LimitOverrides,
     #[serde(default)]
     pub grants: Grants,
     #[serde(default)]
     pub rows: RowPolicy,
+    /// Run an installed plugin that is not signed by a trusted key.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -11,6 +11,7 @@ use super::types::{
     Check, DatabaseSource, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep,
     S3Settings, Sink, Source, Step,
 };
+use crate::registry::PluginRef;
 use crate::store::{Location, S3_SCHEME};
 
 /// Checks `pipeline` and resolves each sink's load mode (same order as `sinks`).
@@ -27,7 +28,7 @@ pub(super) fn validate(
     }
     for (i, step) in pipeline.steps.iter().enumerate() {
         let (Step::Transform(plugin) | Step::Validate(plugin)) = step;
-        plugin_path(plugin, base_dir, &format!("steps[{i}].plugin"), at)?;
+        plugin_path(plugin, base_dir, project, &format!("steps[{i}].plugin"), at)?;
     }
     for (i, check) in pipeline.checks.iter().enumerate() {
         builtin_check(check.get_ref(), &format!("checks[{i}]"), at)?;
@@ -193,15 +194,28 @@ fn postgres_url(url: &str, key: &str, at: &Locator<'_>) -> Result<(), ConfigErro
     ))
 }
 
-/// A plugin is a crate directory (built on first use) or a compiled `.wasm` component.
+/// A plugin is an installed plugin's name (looked up in the project's `weir.lock` when the
+/// pipeline is planned), a crate directory (built on first use) or a `.wasm` component.
 fn plugin_path(
     step: &PluginStep,
     base_dir: &Path,
+    project: Option<&Project>,
     key: &str,
     at: &Locator<'_>,
 ) -> Result<(), ConfigError> {
     let written = step.plugin.get_ref();
     not_blank(written, key, at)?;
+    if let PluginRef::Installed { .. } = PluginRef::parse(written) {
+        if project.is_none() {
+            return Err(at.at_key(
+                key,
+                format!(
+                    "`{written}` names an installed plugin, but there is no {FILE_NAME} beside the pipeline or above it (installed plugins are pinned in the weir.lock beside it); write a path with a `/` for a plugin crate or .wasm file"
+                ),
+            ));
+        }
+        return Ok(());
+    }
     let path = base_dir.join(written);
     let expected = "expected a plugin crate directory (with Cargo.toml) or a .wasm component";
     let problem = if path.is_dir() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::config::LoadedPipeline;
 use crate::config::project::Zone;
 use crate::config::types::Check as CheckSpec;
-use crate::config::types::{self, LoadMode, OnFail, Source, Step};
+use crate::config::types::{self, LoadMode, OnFail, PluginStep, Source, Step};
 use crate::extract::file::{FileSource, FileSpec};
 use crate::extract::postgres::{PostgresSource, PostgresSpec, Relation};
 use crate::extract::{Part, Source as SourceImpl};
@@ -17,6 +17,7 @@ use crate::load::postgres::PostgresSink;
 use crate::load::sqlite::SqliteSink;
 use crate::plugin::build::{BuildOptions, build};
 use crate::plugin::{Plugin, PluginKind, Runtime, StepPolicy};
+use crate::registry::{PluginRef, Store};
 use crate::store::Location;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +80,8 @@ impl Plan {
                 Step::Validate(s) => (PluginKind::Validator, s),
             };
             let label = format!("steps[{index}] ({})", step.plugin.get_ref());
-            let plugin = load_plugin(runtime, &loaded.resolve(step.plugin.get_ref()), quiet)
-                .map_err(|message| PlanError::Plugin {
+            let (plugin, policy) =
+                load_step(runtime, loaded, step, quiet).map_err(|message| PlanError::Plugin {
                     step: label.clone(),
                     message,
                 })?;
@@ -98,11 +99,7 @@ impl Plan {
                 label,
                 plugin,
                 config_json: crate::config::plugin_config_json(step),
-                policy: StepPolicy {
-                    limits: step.limits,
-                    grants: step.grants,
-                    rows: step.rows,
-                },
+                policy,
             };
             match wanted {
                 PluginKind::Transformer => transforms.push(planned),
@@ -229,8 +226,40 @@ fn parquet_sink(
     ParquetSink::open(name, &location, &loaded.pipeline.s3, partition_by, mode)
 }
 
+/// A step's plugin, installed (checked against the lock and its signature) or from a path,
+/// and the policy it runs under: the step's limits over the manifest's, and its grants, which
+/// must cover every capability the component imports.
+fn load_step(
+    runtime: &Runtime,
+    loaded: &LoadedPipeline,
+    step: &PluginStep,
+    quiet: bool,
+) -> Result<(Plugin, StepPolicy), String> {
+    let plugin = match PluginRef::parse(step.plugin.get_ref()) {
+        PluginRef::Path(path) => load_plugin(runtime, &loaded.resolve(path), quiet)?,
+        PluginRef::Installed { name, version } => {
+            let project = loaded
+                .project
+                .as_ref()
+                .expect("validation requires a project for installed plugins");
+            Store::open(project)
+                .and_then(|store| store.load(runtime, name, version, step.allow_unsigned))
+                .map_err(|e| e.to_string())?
+        }
+    };
+    plugin
+        .check_grants(&step.grants)
+        .map_err(|e| e.to_string())?;
+    let policy = StepPolicy {
+        limits: step.limits.over(plugin.default_limits()),
+        grants: step.grants,
+        rows: step.rows,
+    };
+    Ok((plugin, policy))
+}
+
 /// A plugin from a crate directory (built first) or a `.wasm` component.
-pub fn load_plugin(runtime: &Runtime, path: &Path, quiet: bool) -> Result<Plugin, String> {
+fn load_plugin(runtime: &Runtime, path: &Path, quiet: bool) -> Result<Plugin, String> {
     let component = if path.is_dir() {
         build(
             path,
@@ -331,18 +360,11 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
     for (index, step) in pipeline.steps.iter().enumerate() {
         let (Step::Transform(s) | Step::Validate(s)) = step;
         let label = format!("steps[{index}] ({})", s.plugin.get_ref());
-        let plugin =
-            load_plugin(runtime, &loaded.resolve(s.plugin.get_ref()), true).map_err(|message| {
-                PlanError::Plugin {
-                    step: label.clone(),
-                    message,
-                }
+        let (plugin, policy) =
+            load_step(runtime, loaded, s, true).map_err(|message| PlanError::Plugin {
+                step: label.clone(),
+                message,
             })?;
-        let policy = StepPolicy {
-            limits: s.limits,
-            grants: s.grants,
-            rows: s.rows,
-        };
         match (step, plugin.kind()) {
             (Step::Transform(_), PluginKind::Transformer) => {
                 if let Some(input) = &schema {

@@ -1,10 +1,16 @@
-//! `host plugin build`: compile a plugin crate into a wasm32-wasip2 component.
+//! `host plugin build`: compile a plugin crate into a wasm32-wasip2 component, with the
+//! crate's `weir-plugin.toml` embedded (see [`super::manifest`]). A crate without one builds
+//! a component without a manifest: it runs from its path (asking for no capabilities) but
+//! cannot be installed.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, ManifestError};
+use super::store_atomically;
 
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// The cargo profile plugins are built with (defined in the workspace `Cargo.toml`; a
@@ -26,6 +32,13 @@ pub enum BuildError {
     Compile(PathBuf),
     #[error("cargo built no .wasm file for {0}: is its crate-type \"cdylib\"?")]
     NoArtifact(PathBuf),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("could not write the built component {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("could not read the built component {path}: {source}")]
     Read {
         path: PathBuf,
@@ -89,6 +102,11 @@ pub fn build_many(dirs: &[PathBuf], options: &BuildOptions) -> Result<Vec<Built>
     let Some(first) = dirs.first() else {
         return Ok(Vec::new());
     };
+    // Read every plugin manifest first: a mistake in one fails before a long compile.
+    let plugin_manifests = dirs
+        .iter()
+        .map(|dir| Manifest::in_dir(dir))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut manifests = Vec::new();
     for dir in dirs {
         let manifest = dir
@@ -165,12 +183,22 @@ pub fn build_many(dirs: &[PathBuf], options: &BuildOptions) -> Result<Vec<Built>
     }
     dirs.iter()
         .zip(wasm)
-        .map(|(dir, path)| {
+        .zip(plugin_manifests)
+        .map(|((dir, path), manifest)| {
             let path = path.ok_or_else(|| BuildError::NoArtifact(dir.clone()))?;
-            let bytes = std::fs::read(&path).map_err(|source| BuildError::Read {
+            let mut bytes = std::fs::read(&path).map_err(|source| BuildError::Read {
                 path: path.clone(),
                 source,
             })?;
+            if let Some(manifest) = manifest {
+                // In place, atomically: concurrent builds of one crate (parallel test
+                // binaries) write the same bytes, and a reader never sees half a file.
+                bytes = manifest.embed(&bytes)?;
+                store_atomically(&path, &bytes).map_err(|source| BuildError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
             Ok(Built {
                 sha256: hex::encode(Sha256::digest(&bytes)),
                 bytes: bytes.len() as u64,

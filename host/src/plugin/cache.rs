@@ -64,8 +64,9 @@ impl ComponentCache {
     }
 }
 
-fn store_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache paths have a parent");
+/// Write through a temporary file and rename, so that a reader sees all or nothing.
+pub(crate) fn store_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("a file path has a parent");
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.{}",

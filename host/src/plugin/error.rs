@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::manifest::{Capability, FILE_NAME};
+
 /// A plugin step failed. Names the plugin, its digest and the batch, then the cause.
 #[derive(Debug, thiserror::Error)]
 pub struct PluginError {
@@ -53,6 +55,29 @@ pub enum Cause {
     BadValidation { row: u32, rows: usize },
     #[error("it imports `{0}`, which Weir does not provide to plugins")]
     ForbiddenImport(String),
+    #[error(
+        "it imports `{import}`, which needs the `{}` capability, but {}",
+        .capability.as_str(),
+        undeclared_fix(*.capability, *.has_manifest)
+    )]
+    Undeclared {
+        import: String,
+        capability: Capability,
+        has_manifest: bool,
+    },
+    #[error(
+        "it imports `{import}` (the `{0}` capability its manifest asks for), which this step does not grant: add `grants = {{ {0} = true }}` to the step if it may have it",
+        .capability.as_str()
+    )]
+    NotGranted {
+        import: String,
+        capability: Capability,
+    },
+    #[error("its manifest says it is a {manifest}, but it exports the {found} world")]
+    ManifestWorld {
+        manifest: &'static str,
+        found: &'static str,
+    },
     #[error("it is a {found} plugin, but this step needs a {wanted}")]
     WrongWorld {
         found: &'static str,
@@ -62,6 +87,19 @@ pub enum Cause {
     Load(String),
     #[error("the host could not encode the input batch: {0}")]
     Input(String),
+}
+
+fn undeclared_fix(capability: Capability, has_manifest: bool) -> String {
+    let name = capability.as_str();
+    if has_manifest {
+        format!(
+            "its manifest does not declare it: add `capabilities = [\"{name}\"]` to its {FILE_NAME} and rebuild"
+        )
+    } else {
+        format!(
+            "it has no embedded manifest declaring it: add {FILE_NAME} with `capabilities = [\"{name}\"]` to the crate and build it with `host plugin build`"
+        )
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {

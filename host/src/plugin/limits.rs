@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::manifest::Capability;
+
 /// Resource limits of one plugin step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +44,33 @@ pub struct Grants {
     pub clock: bool,
     /// Real (secure and insecure) random numbers.
     pub random: bool,
+}
+
+impl Grants {
+    pub fn allows(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Clock => self.clock,
+            Capability::Random => self.random,
+        }
+    }
+}
+
+/// A step's `limits`: each one it sets replaces the plugin's default (its manifest's, else
+/// [`Limits::default`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub memory_mib: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl LimitOverrides {
+    pub fn over(self, defaults: Limits) -> Limits {
+        Limits {
+            memory_mib: self.memory_mib.unwrap_or(defaults.memory_mib),
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+        }
+    }
 }
 
 /// How the number of rows a transform returns may relate to the rows it was given.

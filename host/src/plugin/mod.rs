@@ -6,6 +6,10 @@
 //! - A session ([`TransformSession`], [`ValidateSession`]) is one instance used for a stream
 //!   of batches, under a [`StepPolicy`]: memory cap, time budget per call, capability grants.
 //!   Any failure throws the instance away; the next call starts a fresh one.
+//! - A component's [`Manifest`] (`weir-plugin.toml`, embedded by `host plugin build`) names
+//!   it and declares the capabilities it asks for. Loading refuses an import the sandbox
+//!   never provides or one needing a capability the manifest does not declare;
+//!   [`Plugin::check_grants`] refuses a step that does not grant a capability it imports.
 
 mod bindings;
 pub mod build;
@@ -13,6 +17,7 @@ mod cache;
 mod error;
 mod ipc;
 mod limits;
+pub mod manifest;
 mod runtime;
 mod sandbox;
 mod session;
@@ -22,14 +27,16 @@ use std::sync::Arc;
 use wasmtime::component::InstancePre;
 
 pub use bindings::CheckResult;
+pub(crate) use cache::store_atomically;
 pub use error::{Cause, PluginError};
-pub use limits::{Grants, Limits, RowPolicy, StepPolicy};
+pub use limits::{Grants, LimitOverrides, Limits, RowPolicy, StepPolicy};
+pub use manifest::{Capability, Manifest};
 pub use runtime::{Runtime, RuntimeError};
 pub use session::{TransformSession, ValidateSession};
 
 use bindings::transformer::TransformerPre;
 use bindings::validator::ValidatorPre;
-use sandbox::StoreState;
+use sandbox::{Import, StoreState, classify};
 
 /// Which world a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +67,7 @@ struct Inner {
     name: String,
     digest: String,
     imports: Vec<String>,
+    manifest: Option<Manifest>,
     pre: Pre,
     engine: wasmtime::Engine,
 }
@@ -70,6 +78,7 @@ impl Plugin {
         digest: String,
         kind: PluginKind,
         imports: Vec<String>,
+        manifest: Option<Manifest>,
         pre: InstancePre<StoreState>,
         engine: wasmtime::Engine,
     ) -> Result<Plugin, PluginError> {
@@ -88,6 +97,7 @@ impl Plugin {
             name,
             digest,
             imports,
+            manifest,
             pre,
             engine,
         })))
@@ -116,6 +126,35 @@ impl Plugin {
     /// The interfaces the component imports (all provided by the sandbox, or it would not load).
     pub fn imports(&self) -> &[String] {
         &self.0.imports
+    }
+
+    /// The manifest embedded by `host plugin build`, if the component has one.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.0.manifest.as_ref()
+    }
+
+    /// The limits a step gets unless it sets its own: the manifest's, else the defaults.
+    pub fn default_limits(&self) -> Limits {
+        self.manifest().map(|m| m.limits).unwrap_or_default()
+    }
+
+    /// Refuse a step that does not grant a capability the component imports. (The manifest
+    /// declares every such capability, or the component would not have loaded.)
+    pub fn check_grants(&self, grants: &Grants) -> Result<(), PluginError> {
+        for import in &self.0.imports {
+            if let Import::Capability(capability) = classify(import)
+                && !grants.allows(capability)
+            {
+                return Err(self.error(
+                    None,
+                    Cause::NotGranted {
+                        import: import.clone(),
+                        capability,
+                    },
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn error(&self, batch: Option<u64>, cause: Cause) -> PluginError {

@@ -12,7 +12,8 @@ use wasmtime::{Config, Engine};
 use super::bindings::{TRANSFORM_EXPORT, VALIDATE_EXPORT};
 use super::cache::ComponentCache;
 use super::error::{Cause, PluginError};
-use super::sandbox::{StoreState, TYPES_INTERFACE, forbidden_import};
+use super::manifest::Manifest;
+use super::sandbox::{Import, StoreState, TYPES_INTERFACE, classify};
 use super::{Plugin, PluginKind};
 
 /// The wasmtime engine could not be set up (an unsupported CPU or configuration).
@@ -66,7 +67,8 @@ impl Runtime {
     }
 
     /// Load a component file: hash it, compile it (or take it from the cache), check its
-    /// imports against the sandbox and find which world it implements.
+    /// imports against the sandbox and its embedded manifest, and find which world it
+    /// implements. (Whether a step grants the capabilities is [`Plugin::check_grants`].)
     pub fn load(&self, path: &Path) -> Result<Plugin, PluginError> {
         let name = path
             .file_stem()
@@ -112,9 +114,8 @@ impl Runtime {
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        if let Some(import) = forbidden_import(imports.iter().map(String::as_str)) {
-            return Err(fail(Cause::ForbiddenImport(import)));
-        }
+        let manifest = Manifest::embedded(wasm).map_err(|e| fail(Cause::Load(e.to_string())))?;
+        check_imports(&imports, manifest.as_ref()).map_err(fail)?;
         let exports: Vec<String> = ty
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
@@ -133,16 +134,46 @@ impl Runtime {
                 }
             ))));
         };
+        if let Some(manifest) = &manifest
+            && manifest.world.kind() != kind
+        {
+            return Err(fail(Cause::ManifestWorld {
+                manifest: manifest.world.kind().as_str(),
+                found: kind.as_str(),
+            }));
+        }
         let pre = self.linker.instantiate_pre(&component).map_err(load)?;
         Plugin::new(
             name.to_string(),
             digest,
             kind,
             imports,
+            manifest,
             pre,
             self.engine.clone(),
         )
     }
+}
+
+/// Refuse an import the sandbox never provides, or one needing a capability the manifest
+/// does not declare (a component without a manifest declares none).
+fn check_imports(imports: &[String], manifest: Option<&Manifest>) -> Result<(), Cause> {
+    for import in imports {
+        match classify(import) {
+            Import::Baseline => {}
+            Import::Refused => return Err(Cause::ForbiddenImport(import.clone())),
+            Import::Capability(capability) => {
+                if !manifest.is_some_and(|m| m.capabilities.contains(&capability)) {
+                    return Err(Cause::Undeclared {
+                        import: import.clone(),
+                        capability,
+                        has_manifest: manifest.is_some(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Advance the engine's epoch every tick, for as long as the engine lives.

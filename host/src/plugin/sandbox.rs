@@ -1,5 +1,6 @@
 //! The sandbox around one plugin instance: its store state, memory limiter, the WASI context
-//! it sees (nothing, unless granted) and the import policy checked at load.
+//! it sees (nothing, unless granted) and the import policy checked at load: which imports
+//! every component may have, which need a capability, which are refused.
 
 use std::time::Duration;
 
@@ -11,32 +12,53 @@ use wasmtime_wasi::{
 };
 
 use super::limits::{Grants, Limits};
+use super::manifest::Capability;
 
 /// How much of a plugin's stderr is kept (for panic messages in errors); the rest is dropped.
 const STDERR_CAPACITY: usize = 16 * 1024;
 
-/// Interfaces a plugin may import. Those not granted are given stubs that deny: no preopened
-/// directories, no environment or arguments, closed stdin, sockets refused, a clock fixed at
-/// the epoch and random numbers from a fixed seed. Anything else is refused at load.
-/// (`weir:plugin/types` holds only types: components built from the WIT import it.)
-const PROVIDED_PACKAGES: &[&str] = &[
+/// What the sandbox makes of an interface a component imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Import {
+    /// Every component may import it. A Rust std guest imports these even when it never
+    /// calls them; they give nothing away: empty environment and arguments, closed stdin,
+    /// captured stdout/stderr, no preopened directories, and a fixed seed for std's hash
+    /// maps unless `random` is granted.
+    Baseline,
+    /// Only with the capability declared in the manifest and granted by the step. Without
+    /// the grant the stubs would still deny (a clock at the epoch, seeded random numbers),
+    /// but a plugin that asks for it and is not given it is refused instead of silently
+    /// computing with fake values.
+    Capability(Capability),
+    /// Never provided: networking (`wasi:sockets`, `wasi:http`) and any other interface.
+    Refused,
+}
+
+/// Imports every component may have (see [`Import::Baseline`]).
+const BASELINE: &[&str] = &[
     "wasi:io/",
     "wasi:cli/",
-    "wasi:clocks/",
-    "wasi:random/",
     "wasi:filesystem/",
-    "wasi:sockets/",
+    "wasi:random/insecure-seed@",
     TYPES_INTERFACE,
+];
+
+const CAPABILITIES: &[(&str, Capability)] = &[
+    ("wasi:clocks/", Capability::Clock),
+    ("wasi:random/random@", Capability::Random),
+    ("wasi:random/insecure@", Capability::Random),
 ];
 
 pub const TYPES_INTERFACE: &str = "weir:plugin/types@0.1.0";
 
-/// The first import of a component that the sandbox does not provide, if any.
-pub fn forbidden_import<'a>(imports: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    imports
-        .into_iter()
-        .find(|name| !PROVIDED_PACKAGES.iter().any(|p| name.starts_with(p)))
-        .map(str::to_string)
+pub fn classify(import: &str) -> Import {
+    if BASELINE.iter().any(|p| import.starts_with(p)) {
+        Import::Baseline
+    } else if let Some((_, capability)) = CAPABILITIES.iter().find(|(p, _)| import.starts_with(p)) {
+        Import::Capability(*capability)
+    } else {
+        Import::Refused
+    }
 }
 
 /// Per-store state: WASI (empty), a resource table, the limiter and captured stderr.
@@ -168,28 +190,33 @@ impl HostMonotonicClock for EpochClock {
 
 #[cfg(test)]
 mod tests {
-    use super::forbidden_import;
+    use super::{Capability, Import, classify};
 
     #[test]
-    fn only_the_sandboxed_interfaces_may_be_imported() {
-        let std_guest = [
+    fn imports_are_baseline_capabilities_or_refused() {
+        for std_guest in [
             "wasi:io/streams@0.2.6",
             "wasi:cli/environment@0.2.6",
+            "wasi:filesystem/preopens@0.2.6",
             "wasi:random/insecure-seed@0.2.6",
-        ];
-        assert_eq!(forbidden_import(std_guest), None);
+            "weir:plugin/types@0.1.0",
+        ] {
+            assert_eq!(classify(std_guest), Import::Baseline, "{std_guest}");
+        }
         assert_eq!(
-            forbidden_import(["weir:plugin/types@0.1.0", "wasi:clocks/wall-clock@0.2.0"]),
-            None
+            classify("wasi:clocks/wall-clock@0.2.0"),
+            Import::Capability(Capability::Clock)
         );
         assert_eq!(
-            forbidden_import(["wasi:io/streams@0.2.6", "wasi:http/outgoing-handler@0.2.6"])
-                .as_deref(),
-            Some("wasi:http/outgoing-handler@0.2.6")
+            classify("wasi:random/random@0.2.6"),
+            Import::Capability(Capability::Random)
         );
-        assert_eq!(
-            forbidden_import(["acme:net/socket"]).as_deref(),
-            Some("acme:net/socket")
-        );
+        for refused in [
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:http/outgoing-handler@0.2.6",
+            "acme:net/socket",
+        ] {
+            assert_eq!(classify(refused), Import::Refused, "{refused}");
+        }
     }
 }
