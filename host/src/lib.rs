@@ -9,7 +9,7 @@
 //!   capabilities by default), compiled-component cache, transform and validate sessions,
 //!   and `host plugin build`.
 //! - [`extract`] — sources behind the [`extract::Source`] trait; one module per kind (files
-//!   through object_store, Postgres tables and queries).
+//!   through object_store, Postgres tables and queries, JSON APIs over HTTP).
 //! - [`load`] — sinks behind the [`load::Sink`] trait (SQLite, Postgres, Parquet).
 //! - [`engine`] — one run of a pipeline, exactly once; [`state`] keeps its watermarks.
 //! - [`cli`] — the `host` command line, one file per command group.

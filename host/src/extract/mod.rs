@@ -3,6 +3,7 @@
 //! `_weir_row`) so that a bad row can be named by its source and row after any transform.
 
 pub mod file;
+pub mod http;
 pub mod incremental;
 mod object_reader;
 pub mod postgres;
@@ -93,6 +94,9 @@ pub enum ExtractError {
         #[source]
         error: sqlx::Error,
     },
+    /// An HTTP API source; `url` is shown without secrets, and so is `message`.
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
     #[error(
         "watermark `{watermark}` cannot be compared with cursor column `{column}` ({data_type}): {message}"
     )]
