@@ -96,7 +96,10 @@ fn http_settings_are_checked_at_their_key() {
         assert_eq!(error_of(source), expected, "for:\n{source}");
     }
     let unknown = error_of("url = \"http://api.test/x\"\npagination = { kind = \"pages\" }");
-    assert!(unknown.starts_with("TMP/api.toml:5: source.pagination"), "{unknown}");
+    assert!(
+        unknown.starts_with("TMP/api.toml:5: source.pagination"),
+        "{unknown}"
+    );
     assert!(unknown.contains("`page`, `offset`, `cursor`"), "{unknown}");
 }
 
@@ -129,7 +132,8 @@ fn the_watermark_param_is_only_for_http_sources() {
 
 #[test]
 fn the_example_api_pipeline_loads() {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/api_orders.toml");
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/api_orders.toml");
     let loaded = load_with_env(&file, |name| match name {
         "API_TOKEN" => Ok("example".into()),
         _ => Err(VarError::NotPresent),

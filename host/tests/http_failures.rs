@@ -38,12 +38,22 @@ fn too_many_requests_waits_for_retry_after_then_succeeds() {
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
     api.fail_next([
-        Fault::Status { code: 429, retry_after: Some("1".into()) },
-        Fault::Status { code: 429, retry_after: Some(date) },
+        Fault::Status {
+            code: 429,
+            retry_after: Some("1".into()),
+        },
+        Fault::Status {
+            code: 429,
+            retry_after: Some(date),
+        },
     ]);
     let out = run(&pipeline, None);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("429 Too Many Requests; retrying in"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("429 Too Many Requests; retrying in"),
+        "{}",
+        stderr(&out)
+    );
     let requests = api.requests();
     assert_eq!(requests.len(), 3 + 2, "two refused, then three pages");
     let gaps = gaps(&requests);
@@ -56,7 +66,10 @@ fn too_many_requests_waits_for_retry_after_then_succeeds() {
 #[test]
 fn service_unavailable_is_retried_with_a_doubling_backoff() {
     let (api, project, pipeline, orders) = setup(Style::Offset, 80, TUNING);
-    let unavailable = || Fault::Status { code: 503, retry_after: None };
+    let unavailable = || Fault::Status {
+        code: 503,
+        retry_after: None,
+    };
     api.fail_next([unavailable(), unavailable()]);
     let out = run(&pipeline, None);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -71,14 +84,24 @@ fn service_unavailable_is_retried_with_a_doubling_backoff() {
 #[test]
 fn retries_that_run_out_fail_naming_the_status_and_what_to_do() {
     let (api, project, pipeline, _) = setup(Style::Page, 10, TUNING);
-    let unavailable = || Fault::Status { code: 503, retry_after: None };
+    let unavailable = || Fault::Status {
+        code: 503,
+        retry_after: None,
+    };
     api.fail_next(std::iter::repeat_with(unavailable).take(4));
     let out = run(&pipeline, None);
     assert_eq!(out.status.code(), Some(1));
     let message = stderr(&out);
-    assert!(message.contains("HTTP 503 Service Unavailable after 4 tries"), "{message}");
+    assert!(
+        message.contains("HTTP 503 Service Unavailable after 4 tries"),
+        "{message}"
+    );
     assert!(message.contains("raise `max_retries`"), "{message}");
-    assert_eq!(api.requests().len(), 4, "the run itself is not retried on top");
+    assert_eq!(
+        api.requests().len(),
+        4,
+        "the run itself is not retried on top"
+    );
     assert!(sqlite_ids_or_empty(&project.path("warehouse.db")).is_empty());
 }
 
@@ -86,13 +109,24 @@ fn retries_that_run_out_fail_naming_the_status_and_what_to_do() {
 fn unauthorized_fails_at_once_with_a_clear_message() {
     let (api, project, pipeline, _) = setup(Style::Page, 10, TUNING);
     let mut host = common::host();
-    host.args(["run", "--quiet"]).arg(&pipeline).env("API_TOKEN", "wrong");
+    host.args(["run", "--quiet"])
+        .arg(&pipeline)
+        .env("API_TOKEN", "wrong");
     let out = host.output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let message = stderr(&out);
-    assert!(message.contains(&format!("{}/orders?status=paid&page=1&per_page=50", api.url)), "{message}");
+    assert!(
+        message.contains(&format!(
+            "{}/orders?status=paid&page=1&per_page=50",
+            api.url
+        )),
+        "{message}"
+    );
     assert!(message.contains("HTTP 401 Unauthorized (not retried: check the credentials in `source.headers` or `source.params`)"), "{message}");
-    assert!(message.contains(r#"the response starts: `{"error":"invalid token"}`"#), "{message}");
+    assert!(
+        message.contains(r#"the response starts: `{"error":"invalid token"}`"#),
+        "{message}"
+    );
     assert!(!message.contains("wrong"), "{message}");
     assert_eq!(api.requests().len(), 1);
     assert!(sqlite_ids_or_empty(&project.path("warehouse.db")).is_empty());
@@ -106,14 +140,20 @@ fn a_body_that_is_not_json_fails_quoting_it() {
     assert_eq!(out.status.code(), Some(1));
     let message = stderr(&out);
     assert!(message.contains("the response is not JSON"), "{message}");
-    assert!(message.contains("it starts: `<html>maintenance</html>`"), "{message}");
+    assert!(
+        message.contains("it starts: `<html>maintenance</html>`"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_slow_response_is_retried_then_fails_clearly() {
     let tuning = "timeout_ms = 300\nmax_retries = 1\nbackoff_ms = 50";
     let (api, _project, pipeline, _) = setup(Style::Page, 10, tuning);
-    api.fail_next([Fault::Slow(Duration::from_secs(2)), Fault::Slow(Duration::from_secs(2))]);
+    api.fail_next([
+        Fault::Slow(Duration::from_secs(2)),
+        Fault::Slow(Duration::from_secs(2)),
+    ]);
     let out = run(&pipeline, None);
     assert_eq!(out.status.code(), Some(1));
     let message = stderr(&out);
@@ -143,7 +183,10 @@ fn the_rate_limit_spaces_requests() {
     let gaps = gaps(&api.requests());
     assert_eq!(gaps.len(), 3);
     // 5 per second: 200 ms apart (less a little for the clocks of two processes).
-    assert!(gaps.iter().all(|g| *g >= Duration::from_millis(180)), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(180)),
+        "{gaps:?}"
+    );
     assert_eq!(sqlite_ids(&project.path("warehouse.db")), expected(&orders));
 }
 
@@ -160,15 +203,41 @@ fn exactly_once_after_crash(fault: &str) {
     let second = orders(151, 40, 150);
     api.add_orders(&second);
     let replay = run(&pipeline, None);
-    assert_eq!(replay.status.code(), Some(3), "{}\n{}", stdout(&replay), stderr(&replay));
-    assert_eq!(sqlite_ids(&project.path("warehouse.db")), expected(&first), "after {fault}");
-    assert_eq!(parquet_ids(&project.path("lake")), expected(&first), "after {fault}");
+    assert_eq!(
+        replay.status.code(),
+        Some(3),
+        "{}\n{}",
+        stdout(&replay),
+        stderr(&replay)
+    );
+    assert_eq!(
+        sqlite_ids(&project.path("warehouse.db")),
+        expected(&first),
+        "after {fault}"
+    );
+    assert_eq!(
+        parquet_ids(&project.path("lake")),
+        expected(&first),
+        "after {fault}"
+    );
 
     let next = run(&pipeline, None);
-    assert!(matches!(next.status.code(), Some(0 | 3)), "{}", stderr(&next));
+    assert!(
+        matches!(next.status.code(), Some(0 | 3)),
+        "{}",
+        stderr(&next)
+    );
     let all: Vec<Order> = first.into_iter().chain(second).collect();
-    assert_eq!(sqlite_ids(&project.path("warehouse.db")), expected(&all), "after {fault}");
-    assert_eq!(parquet_ids(&project.path("lake")), expected(&all), "after {fault}");
+    assert_eq!(
+        sqlite_ids(&project.path("warehouse.db")),
+        expected(&all),
+        "after {fault}"
+    );
+    assert_eq!(
+        parquet_ids(&project.path("lake")),
+        expected(&all),
+        "after {fault}"
+    );
     let quarantined: usize = parquet_rows(&project.path("quarantine"))
         .iter()
         .map(|(_, b)| b.num_rows())

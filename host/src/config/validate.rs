@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::ConfigError;
+use super::document::child_key;
 use super::error::Locator;
 use super::types::{
     Check, DatabaseSource, FileSource, HttpSource, LoadMode, ModeName, OnFail, Pagination,
@@ -104,7 +105,7 @@ fn http_source(http: &HttpSource, at: &Locator<'_>) -> Result<(), ConfigError> {
                 | toml::Value::Boolean(_)
         ) {
             return Err(at.at_key(
-                &format!("source.params.{name}"),
+                &child_key("source.params", name),
                 format!(
                     "expected a string, number or boolean, found {}",
                     value.type_str()
@@ -113,7 +114,7 @@ fn http_source(http: &HttpSource, at: &Locator<'_>) -> Result<(), ConfigError> {
         }
     }
     for (name, value) in &http.headers {
-        let key = format!("source.headers.{name}");
+        let key = child_key("source.headers", name);
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(at.at_key(&key, "not a valid HTTP header name"));
         }

@@ -8,8 +8,8 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, Datum, RecordBatch, Scalar, StringArray, make_comparator,
 };
 use arrow::compute::kernels::cmp::{gt, lt_eq};
-use arrow::error::ArrowError;
 use arrow::compute::{cast, filter_record_batch};
+use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::{ExtractError, ROW_COLUMN, SOURCE_COLUMN};
@@ -45,18 +45,17 @@ impl CursorFilter {
 
     /// The rows of `batch` in the range.
     pub fn apply(&mut self, batch: RecordBatch) -> Result<RecordBatch, ExtractError> {
-        let source = || provenance_source(&batch);
         let cursor = batch
             .column_by_name(&self.column)
             .ok_or_else(|| ExtractError::MissingCursor {
-                path: source(),
+                path: provenance_source(&batch, 0),
                 column: self.column.clone(),
             })?
             .clone();
         if cursor.null_count() > 0 {
             let index = (0..cursor.len()).find(|&i| cursor.is_null(i)).unwrap_or(0);
             return Err(ExtractError::NullCursor {
-                path: source(),
+                path: provenance_source(&batch, index),
                 row: provenance_row(&batch, index),
                 column: self.column.clone(),
             });
@@ -130,8 +129,11 @@ impl Bound {
             data_type: cursor.data_type().to_string(),
             message,
         };
-        let typed = cast(&StringArray::from(vec![self.text.as_str()]), cursor.data_type())
-            .map_err(|e| error(e.to_string()))?;
+        let typed = cast(
+            &StringArray::from(vec![self.text.as_str()]),
+            cursor.data_type(),
+        )
+        .map_err(|e| error(e.to_string()))?;
         if typed.is_null(0) {
             return Err(error("not a value of that type".into()));
         }
@@ -140,15 +142,16 @@ impl Bound {
     }
 }
 
-/// The source file named by a batch's provenance column.
-pub fn provenance_source(batch: &RecordBatch) -> String {
+/// The source (a file, an API page) of row `index` of a batch, from its provenance column.
+/// (A batch may span sources: an API's batches span pages.)
+pub fn provenance_source(batch: &RecordBatch, index: usize) -> String {
     batch
         .column_by_name(SOURCE_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .filter(|c| !c.is_empty())
+        .filter(|c| index < c.len())
         .map_or_else(
             || "<unknown source>".to_string(),
-            |c| c.value(0).to_string(),
+            |c| c.value(index).to_string(),
         )
 }
 

@@ -254,7 +254,11 @@ fn http_spec(http: &types::HttpSource) -> HttpSpec {
     };
     HttpSpec {
         url: http.url.get_ref().clone(),
-        params: http.params.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        params: http
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect(),
         headers: http.headers.clone().into_iter().collect(),
         records: http.records.clone(),
         pagination: http.pagination.clone(),

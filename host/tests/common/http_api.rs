@@ -73,9 +73,7 @@ impl Api {
             .enable_all()
             .build()
             .unwrap();
-        let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State {
             style,
@@ -225,9 +223,8 @@ fn answer(state: &State, request: &Request, base: &str) -> (u16, Vec<String>, St
         return (401, Vec::new(), r#"{"error":"invalid token"}"#.into());
     }
     let param = |name: &str| request.params.get(name).cloned();
-    let number = |name: &str, default: usize| {
-        param(name).map_or(default, |v| v.parse().unwrap_or(default))
-    };
+    let number =
+        |name: &str, default: usize| param(name).map_or(default, |v| v.parse().unwrap_or(default));
     let matching: Vec<&Value> = state
         .orders
         .iter()
@@ -253,10 +250,11 @@ fn answer(state: &State, request: &Request, base: &str) -> (u16, Vec<String>, St
     let more = end < matching.len();
     let mut headers = Vec::new();
     if state.style == Style::Link && more {
-        let mut next = format!("{base}/orders?page={}", number("page", 1) + 1);
-        if let Some(since) = param("updated_since") {
-            next += &format!("&updated_since={since}");
-        }
+        // The other parameters come back in the link, as APIs do.
+        let mut next = reqwest::Url::parse(&format!("{base}/orders")).unwrap();
+        next.query_pairs_mut()
+            .extend_pairs(request.params.iter().filter(|(k, _)| *k != "page"))
+            .append_pair("page", &(number("page", 1) + 1).to_string());
         headers.push(format!(
             "Link: <{base}/orders?page=1>; rel=\"first\", <{next}>; rel=\"next\""
         ));
@@ -273,7 +271,9 @@ fn answer(state: &State, request: &Request, base: &str) -> (u16, Vec<String>, St
 pub fn pagination(style: Style) -> &'static str {
     match style {
         Style::Page => r#"{ kind = "page", param = "page", size_param = "per_page", size = 50 }"#,
-        Style::Offset => r#"{ kind = "offset", param = "offset", limit_param = "limit", limit = 50 }"#,
+        Style::Offset => {
+            r#"{ kind = "offset", param = "offset", limit_param = "limit", limit = 50 }"#
+        }
         Style::Cursor => r#"{ kind = "cursor", next = "meta.next_cursor", param = "cursor" }"#,
         Style::Link => r#"{ kind = "link" }"#,
     }

@@ -56,10 +56,11 @@ impl Fetcher {
     }
 
     pub(super) async fn get(&mut self, url: &Url) -> Result<Page, ExtractError> {
-        let shown = display_url(url, &self.redactor);
+        let redactor = self.redactor.clone();
+        let shown = display_url(url, &redactor);
         let error = |message: String| ExtractError::Http {
             url: shown.clone(),
-            message: self.redactor.redact(&message),
+            message: redactor.redact(&message),
         };
         let tries = self.spec.max_retries + 1;
         let mut attempt = 0;
@@ -98,7 +99,9 @@ impl Fetcher {
             };
             if attempt == tries {
                 let detail = match &failure {
-                    Failure::Status { snippet, .. } => format!("; the last response starts: {snippet}"),
+                    Failure::Status { snippet, .. } => {
+                        format!("; the last response starts: {snippet}")
+                    }
                     Failure::Transport(_) => String::new(),
                 };
                 return Err(error(format!(
@@ -123,7 +126,7 @@ impl Fetcher {
             }
             tracing::warn!(
                 "{shown}: {}; retrying in {} ms (try {} of {tries})",
-                self.redactor.redact(&what),
+                redactor.redact(&what),
                 delay.as_millis(),
                 attempt + 1
             );
@@ -216,7 +219,10 @@ mod tests {
         headers.insert(RETRY_AFTER, date.parse().unwrap());
         let wait = retry_after(&headers).unwrap();
         assert!((28..=30).contains(&wait.as_secs()), "{wait:?}");
-        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&headers), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
@@ -232,7 +238,10 @@ mod tests {
     #[test]
     fn snippets_are_short_and_on_one_line() {
         assert_eq!(snippet(b""), "(empty)");
-        assert_eq!(snippet(b"{\"error\":\n  \"bad\"}"), "`{\"error\": \"bad\"}`");
+        assert_eq!(
+            snippet(b"{\"error\":\n  \"bad\"}"),
+            "`{\"error\": \"bad\"}`"
+        );
         let long = snippet(&[b'a'; 500]);
         assert!(long.ends_with("…`") && long.len() < 220, "{long}");
     }

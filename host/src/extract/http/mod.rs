@@ -75,8 +75,8 @@ impl HttpSource {
             message,
         };
         // Validation checked the URL; its text is not quoted (it may hold a secret).
-        let mut base = Url::parse(&spec.url)
-            .map_err(|_| config_error("not a valid http(s) URL".into()))?;
+        let mut base =
+            Url::parse(&spec.url).map_err(|_| config_error("not a valid http(s) URL".into()))?;
         if !spec.params.is_empty() {
             base.query_pairs_mut().extend_pairs(&spec.params);
         }
@@ -181,12 +181,7 @@ impl super::Source for HttpSource {
         let url = self.first_url(&pager, None);
         let page = self.fetcher().get(&url).await?;
         let shown = display_url(&url, &self.redactor);
-        let (_, records) = parse_page(
-            &page,
-            &shown,
-            self.spec.records.as_deref(),
-            &self.redactor,
-        )?;
+        let (_, records) = parse_page(&page, &shown, self.spec.records.as_deref(), &self.redactor)?;
         schema_of(&records, &self.spec.declared).map_err(|message| ExtractError::Http {
             url: shown,
             message,

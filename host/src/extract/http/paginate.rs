@@ -90,7 +90,7 @@ impl Pager {
                 if full.is_some_and(|full| (records as u64) < full) {
                     return Ok(None);
                 }
-                self.same_body_twice(raw, param)?;
+                same_body_twice(&mut self.last_body, raw, param)?;
                 self.page += 1;
                 Ok(Some(with_param(current, param, &self.page.to_string())))
             }
@@ -98,7 +98,7 @@ impl Pager {
                 if (records as u64) < *limit {
                     return Ok(None);
                 }
-                self.same_body_twice(raw, param)?;
+                same_body_twice(&mut self.last_body, raw, param)?;
                 self.offset += records as u64;
                 Ok(Some(with_param(current, param, &self.offset.to_string())))
             }
@@ -144,27 +144,30 @@ impl Pager {
                     ));
                 }
                 if !self.seen.insert(url.to_string()) {
-                    return Err("the `Link` header named the same next page twice; stopping \
+                    return Err(
+                        "the `Link` header named the same next page twice; stopping \
                                 rather than reading the same pages again"
-                        .into());
+                            .into(),
+                    );
                 }
                 Ok(Some(url))
             }
         }
     }
+}
 
-    fn same_body_twice(&mut self, raw: &[u8], param: &str) -> Result<(), String> {
-        let mut hasher = DefaultHasher::new();
-        raw.hash(&mut hasher);
-        let hash = hasher.finish();
-        if self.last_body.replace(hash) == Some(hash) {
-            return Err(format!(
-                "two pages in a row had the same response: does the API take `{param}`? \
-                 (`source.pagination.param`)"
-            ));
-        }
-        Ok(())
+/// Refuses a page whose response is the one before it again.
+fn same_body_twice(last: &mut Option<u64>, raw: &[u8], param: &str) -> Result<(), String> {
+    let mut hasher = DefaultHasher::new();
+    raw.hash(&mut hasher);
+    let hash = hasher.finish();
+    if last.replace(hash) == Some(hash) {
+        return Err(format!(
+            "two pages in a row had the same response: does the API take `{param}`? \
+             (`source.pagination.param`)"
+        ));
     }
+    Ok(())
 }
 
 /// `url` with the query parameter `key` set to `value` (replacing any earlier value).
@@ -217,8 +220,14 @@ mod tests {
     fn the_next_link_is_found_among_others() {
         let header = r#"<https://api.test/o?page=1>; rel="first", <https://api.test/o?page=3>; rel="next", <https://api.test/o?page=9>; rel=last"#;
         assert_eq!(next_link(header), Some("https://api.test/o?page=3"));
-        assert_eq!(next_link(r#"</o?a=1,2>; title="x"; rel="prev next""#), Some("/o?a=1,2"));
-        assert_eq!(next_link(r#"<https://api.test/o?page=1>; rel="prev""#), None);
+        assert_eq!(
+            next_link(r#"</o?a=1,2>; title="x"; rel="prev next""#),
+            Some("/o?a=1,2")
+        );
+        assert_eq!(
+            next_link(r#"<https://api.test/o?page=1>; rel="prev""#),
+            None
+        );
         assert_eq!(next_link(""), None);
     }
 
@@ -243,10 +252,18 @@ mod tests {
         assert_eq!(first.as_str(), "http://api.test/o?page=1&per_page=2");
         let none = HeaderMap::new();
         let next = pager.next(&first, &none, &Value::Null, b"a", 2).unwrap();
-        assert_eq!(next.unwrap().as_str(), "http://api.test/o?per_page=2&page=2");
-        let error = pager.next(&first, &none, &Value::Null, b"a", 2).unwrap_err();
+        assert_eq!(
+            next.unwrap().as_str(),
+            "http://api.test/o?per_page=2&page=2"
+        );
+        let error = pager
+            .next(&first, &none, &Value::Null, b"a", 2)
+            .unwrap_err();
         assert!(error.contains("does the API take `page`"), "{error}");
-        assert_eq!(pager.next(&first, &none, &Value::Null, b"b", 1).unwrap(), None);
+        assert_eq!(
+            pager.next(&first, &none, &Value::Null, b"b", 1).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -254,8 +271,13 @@ mod tests {
         let base = Url::parse("http://api.test/o").unwrap();
         let mut pager = Pager::new(&Pagination::Link, &base);
         let mut headers = HeaderMap::new();
-        headers.insert(LINK, r#"<http://evil.test/o?page=2>; rel="next""#.parse().unwrap());
-        let error = pager.next(&base, &headers, &Value::Null, b"", 1).unwrap_err();
+        headers.insert(
+            LINK,
+            r#"<http://evil.test/o?page=2>; rel="next""#.parse().unwrap(),
+        );
+        let error = pager
+            .next(&base, &headers, &Value::Null, b"", 1)
+            .unwrap_err();
         assert!(error.contains("http://evil.test"), "{error}");
     }
 }

@@ -176,7 +176,11 @@ impl Batcher {
                 self.rows.append_value(row as i64 + 1);
             }
             start = end;
-            if self.decoder.as_ref().is_some_and(|d| d.len() == self.batch_size) {
+            if self
+                .decoder
+                .as_ref()
+                .is_some_and(|d| d.len() == self.batch_size)
+            {
                 full.extend(self.flush()?);
             }
         }
@@ -218,7 +222,10 @@ mod tests {
     #[test]
     fn records_are_found_by_path_and_a_wrong_path_names_the_keys() {
         let mut body = json!({"data": {"items": [{"a": 1}], "next": "x"}});
-        assert_eq!(take_records(&mut body, Some("data.items")).unwrap().len(), 1);
+        assert_eq!(
+            take_records(&mut body, Some("data.items")).unwrap().len(),
+            1
+        );
         assert_eq!(lookup(&body, "data.next"), Some(&json!("x")));
         let mut body = json!({"data": {"rows": []}});
         let error = take_records(&mut body, Some("data.items")).unwrap_err();
@@ -228,10 +235,16 @@ mod tests {
         );
         let mut body = json!({"results": []});
         let error = take_records(&mut body, None).unwrap_err();
-        assert!(error.contains("an object, not an array") && error.contains("`results`"), "{error}");
+        assert!(
+            error.contains("an object, not an array") && error.contains("`results`"),
+            "{error}"
+        );
         let mut body = json!({"data": 3});
         let error = take_records(&mut body, Some("data.items")).unwrap_err();
-        assert!(error.contains("`data` is a number, not an object"), "{error}");
+        assert!(
+            error.contains("`data` is a number, not an object"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -246,18 +259,33 @@ mod tests {
         let full = batcher.push("p1", &page(2)).unwrap();
         assert!(full.is_empty());
         let full = batcher.push("p2", &page(5)).unwrap();
-        assert_eq!(full.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [3, 3]);
+        assert_eq!(
+            full.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            [3, 3]
+        );
         let rest = batcher.flush().unwrap().unwrap();
         assert_eq!(rest.num_rows(), 1);
         let first = &full[0];
-        assert_eq!(first.schema().field_with_name("note").unwrap().data_type(), &DataType::Utf8);
+        assert_eq!(
+            first.schema().field_with_name("note").unwrap().data_type(),
+            &DataType::Utf8
+        );
         assert!(matches!(
             first.schema().field_with_name("ts").unwrap().data_type(),
             DataType::Timestamp(_, _)
         ));
-        let sources = first.column_by_name(SOURCE_COLUMN).unwrap().as_string::<i32>();
-        assert_eq!(sources.iter().flatten().collect::<Vec<_>>(), ["p1", "p1", "p2"]);
-        let rows = first.column_by_name(ROW_COLUMN).unwrap().as_primitive::<Int64Type>();
+        let sources = first
+            .column_by_name(SOURCE_COLUMN)
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(
+            sources.iter().flatten().collect::<Vec<_>>(),
+            ["p1", "p1", "p2"]
+        );
+        let rows = first
+            .column_by_name(ROW_COLUMN)
+            .unwrap()
+            .as_primitive::<Int64Type>();
         assert_eq!(rows.values().to_vec(), [1, 2, 1]);
         assert!(batcher.flush().unwrap().is_none());
     }
