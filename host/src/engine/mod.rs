@@ -1,7 +1,8 @@
 //! `host run`: one run of a pipeline, exactly once.
 //!
 //! 1. Decide what to read: a pending load left by a crash is replayed exactly (same files,
-//!    same watermark, same load id); otherwise the files not yet consumed, past the watermark.
+//!    same cursor range, same load id); otherwise the files not yet consumed, past the
+//!    watermark.
 //! 2. Stream: extract → transform plugins → validator plugins + built-in checks → sinks
 //!    (each sink's load open: one SQL transaction, or staged objects).
 //! 3. Record the pending load in the state store (flushed), then commit every sink (data and

@@ -28,7 +28,7 @@ pub struct Part {
     /// How the user names it: a file path as written in the pipeline, or the table or query.
     pub name: String,
     /// What a file looked like when listed, so a consumed file is not read again. `None` for
-    /// parts read on every run (queries, which select new rows by cursor instead).
+    /// parts read on every run (queries and APIs, which read new rows by cursor instead).
     pub fingerprint: Option<FileFingerprint>,
     /// Where the source finds the part (an object path for files).
     pub(crate) location: String,

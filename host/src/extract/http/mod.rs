@@ -70,11 +70,11 @@ pub struct HttpSource {
 impl HttpSource {
     /// Nothing is requested until the first read.
     pub fn new(spec: HttpSpec, redactor: Redactor) -> Result<HttpSource, ExtractError> {
-        let config_error = |message: String| ExtractError::Pattern {
-            pattern: "source.url".into(),
+        // Validation checked these settings already; the messages do not quote values.
+        let config_error = |message: String| ExtractError::Http {
+            url: "source".into(),
             message,
         };
-        // Validation checked the URL; its text is not quoted (it may hold a secret).
         let mut base =
             Url::parse(&spec.url).map_err(|_| config_error("not a valid http(s) URL".into()))?;
         if !spec.params.is_empty() {
