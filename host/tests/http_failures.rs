@@ -260,3 +260,25 @@ fn a_crash_between_two_sink_commits_duplicates_and_loses_nothing() {
 fn a_crash_after_the_sink_commits_duplicates_nothing() {
     exactly_once_after_crash("after_sink_commit");
 }
+
+#[test]
+fn a_crashed_load_without_records_is_replayed_without_reading() {
+    let (api, project, pipeline, _) = setup(Style::Page, 0, TUNING);
+    let crashed = run(&pipeline, Some("after_first_sink_commit"));
+    assert_eq!(crashed.status.code(), None, "killed\n{}", stderr(&crashed));
+    // Records arrive; the replay of the empty load must not hand them to the lake only.
+    let arrived = orders(1, 70, 0);
+    api.add_orders(&arrived);
+    api.clear_requests();
+    let replay = run(&pipeline, None);
+    assert_eq!(replay.status.code(), Some(0), "{}", stderr(&replay));
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+    assert!(sqlite_ids_or_empty(&project.path("warehouse.db")).is_empty());
+    let next = run(&pipeline, None);
+    assert_eq!(next.status.code(), Some(3), "{}", stderr(&next));
+    assert_eq!(
+        sqlite_ids(&project.path("warehouse.db")),
+        expected(&arrived)
+    );
+    assert_eq!(parquet_ids(&project.path("lake")), expected(&arrived));
+}
