@@ -123,7 +123,7 @@ impl HttpSource {
 
 /// A URL for people: no user or password, and query values substituted from `${VAR}` shown
 /// as `${VAR}` (compared decoded, since the query is percent-encoded).
-pub(crate) fn display_url(url: &Url, redactor: &Redactor) -> String {
+fn display_url(url: &Url, redactor: &Redactor) -> String {
     let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
     if let Some(port) = url.port() {
         shown += &format!(":{port}");
