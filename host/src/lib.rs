@@ -12,7 +12,7 @@
 //! - [`registry`] — installed plugins: the content-addressed store, `weir.lock`, ed25519
 //!   signatures, `host plugin install`.
 //! - [`extract`] — sources behind the [`extract::Source`] trait; one module per kind (files
-//!   through object_store, Postgres tables and queries).
+//!   through object_store, Postgres tables and queries, JSON APIs over HTTP).
 //! - [`load`] — sinks behind the [`load::Sink`] trait (SQLite, Postgres, Parquet).
 //! - [`lake`] — lake zones (`weir.toml`) and their retention (`host lake gc`).
 //! - [`engine`] — one run of a pipeline, exactly once; [`state`] keeps its watermarks.

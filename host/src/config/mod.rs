@@ -58,6 +58,22 @@ impl LoadedPipeline {
     pub fn redact(&self, text: &str) -> String {
         self.secrets.redact(text)
     }
+
+    /// [`redact`](Self::redact) for a source that quotes URLs and responses while it runs,
+    /// after the pipeline is gone.
+    pub fn redactor(&self) -> Redactor {
+        Redactor(self.secrets.clone())
+    }
+}
+
+/// Masks the values substituted from the environment (`${NAME}` in their place).
+#[derive(Clone, Debug, Default)]
+pub struct Redactor(env::Secrets);
+
+impl Redactor {
+    pub fn redact(&self, text: &str) -> String {
+        self.0.redact(text)
+    }
 }
 
 /// Masks the substituted environment values, which the pipeline holds in clear.

@@ -50,6 +50,7 @@ pub struct Pipeline {
 pub enum Source {
     Files(FileSource),
     Postgres(DatabaseSource),
+    Http(HttpSource),
 }
 
 impl Source {
@@ -57,8 +58,111 @@ impl Source {
         match self {
             Source::Files(files) => files.incremental.as_ref(),
             Source::Postgres(database) => database.incremental.as_ref(),
+            Source::Http(http) => http.incremental.as_ref(),
         }
     }
+}
+
+/// A JSON API read with GET requests, page by page (reqwest).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSource {
+    /// `https://api.example.com/v1/orders`; write secrets as `${VAR}`.
+    pub url: Spanned<String>,
+    /// Query parameters sent with every request (strings, numbers or booleans).
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    /// Request headers (`Authorization = "Bearer ${API_TOKEN}"`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Where the records are in a response: a dotted path to an array (`data.items`); by
+    /// default the body itself is the array.
+    #[serde(default)]
+    pub records: Option<String>,
+    #[serde(default)]
+    pub pagination: Pagination,
+    /// Per request, connecting and reading the whole body included.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Retries of one request after a timeout, a connection error, 429 or 5xx.
+    #[serde(default = "default_http_max_retries")]
+    pub max_retries: u32,
+    /// The first retry's delay when the response has no `Retry-After`; doubling.
+    #[serde(default = "default_http_backoff_ms")]
+    pub backoff_ms: u64,
+    /// Requests per second at most (retries included).
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub incremental: Option<Incremental>,
+    /// Declared column types (`order_id = "int64"`); other columns are inferred from the
+    /// first page with records.
+    #[serde(default)]
+    pub schema: BTreeMap<String, Spanned<ColumnType>>,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_http_max_retries() -> u32 {
+    5
+}
+
+fn default_http_backoff_ms() -> u64 {
+    1_000
+}
+
+/// How an HTTP source finds the next page. (Internally tagged: no `Spanned` fields inside.)
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Pagination {
+    /// One request.
+    #[default]
+    None,
+    /// `?page=1`, `?page=2`, ... until a page has no records (or fewer than `size`).
+    Page {
+        #[serde(default = "default_page_param")]
+        param: String,
+        #[serde(default = "default_page_start")]
+        start: i64,
+        /// The page size parameter (`per_page`) and its value.
+        #[serde(default)]
+        size_param: Option<String>,
+        #[serde(default)]
+        size: Option<u64>,
+    },
+    /// `?offset=0&limit=100`, then `offset=100`, ... until a page has fewer than `limit`.
+    Offset {
+        #[serde(default = "default_offset_param")]
+        param: String,
+        #[serde(default = "default_limit_param")]
+        limit_param: String,
+        limit: u64,
+    },
+    /// The response names the next page's token (`next` is its dotted JSON path), sent back
+    /// as `param`; no token (missing, null or "") ends the pages.
+    Cursor { next: String, param: String },
+    /// The `Link: <url>; rel="next"` response header (RFC 8288) names the next page.
+    Link,
+}
+
+fn default_page_param() -> String {
+    "page".into()
+}
+
+fn default_page_start() -> i64 {
+    1
+}
+
+fn default_offset_param() -> String {
+    "offset".into()
+}
+
+fn default_limit_param() -> String {
+    "limit".into()
 }
 
 /// A table or a query in a database, read through sqlx.
@@ -128,6 +232,9 @@ pub struct Incremental {
     /// The watermark before the first run (default: read everything).
     #[serde(default)]
     pub initial: Option<String>,
+    /// HTTP sources: the query parameter the watermark is sent as (`updated_since`).
+    #[serde(default)]
+    pub param: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,11 +5,12 @@
 use std::path::Path;
 
 use super::ConfigError;
+use super::document::child_key;
 use super::error::Locator;
 use super::project::{FILE_NAME, Project, Zone};
 use super::types::{
-    Check, DatabaseSource, FileSource, LoadMode, ModeName, OnFail, Pipeline, PluginStep,
-    S3Settings, Sink, Source, Step,
+    Check, DatabaseSource, FileSource, HttpSource, LoadMode, ModeName, OnFail, Pagination,
+    Pipeline, PluginStep, S3Settings, Sink, Source, Step,
 };
 use crate::registry::PluginRef;
 use crate::store::{Location, S3_SCHEME};
@@ -25,6 +26,18 @@ pub(super) fn validate(
     match &pipeline.source {
         Source::Files(files) => file_source(files, at)?,
         Source::Postgres(database) => database_source(database, at)?,
+        Source::Http(http) => http_source(http, at)?,
+    }
+    if !matches!(pipeline.source, Source::Http(_))
+        && pipeline
+            .source
+            .incremental()
+            .is_some_and(|i| i.param.is_some())
+    {
+        return Err(at.at_key(
+            "source.incremental.param",
+            "only an http source sends the watermark as a query parameter; remove `param`",
+        ));
     }
     for (i, step) in pipeline.steps.iter().enumerate() {
         let (Step::Transform(plugin) | Step::Validate(plugin)) = step;
@@ -164,6 +177,119 @@ fn database_source(database: &DatabaseSource, at: &Locator<'_>) -> Result<(), Co
         }
     }
     batch_and_cursor(database.batch_size, &database.incremental, at)
+}
+
+fn http_source(http: &HttpSource, at: &Locator<'_>) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(http.url.get_ref()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+        // The URL itself is not quoted: it may hold a secret the redaction cannot see once
+        // the parser has re-encoded it.
+        _ => {
+            return Err(at.at_key(
+                "source.url",
+                "expected an http:// or https:// URL like `https://api.example.com/v1/orders`",
+            ));
+        }
+    }
+    for (name, value) in &http.params {
+        if !matches!(
+            value,
+            toml::Value::String(_)
+                | toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+        ) {
+            return Err(at.at_key(
+                &child_key("source.params", name),
+                format!(
+                    "expected a string, number or boolean, found {}",
+                    value.type_str()
+                ),
+            ));
+        }
+    }
+    for (name, value) in &http.headers {
+        let key = child_key("source.headers", name);
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(at.at_key(&key, "not a valid HTTP header name"));
+        }
+        if reqwest::header::HeaderValue::from_str(value).is_err() {
+            return Err(at.at_key(
+                &key,
+                "not a valid HTTP header value (visible ASCII only, no line breaks)",
+            ));
+        }
+    }
+    if let Some(records) = &http.records
+        && records.split('.').any(|segment| segment.trim().is_empty())
+    {
+        return Err(at.at_key(
+            "source.records",
+            "expected a dotted path to the records array, like `data.items`",
+        ));
+    }
+    match &http.pagination {
+        Pagination::None | Pagination::Link => {}
+        Pagination::Page {
+            param,
+            size_param,
+            size,
+            ..
+        } => {
+            not_blank(param, "source.pagination.param", at)?;
+            match (size_param, size) {
+                (Some(size_param), Some(size)) => {
+                    not_blank(size_param, "source.pagination.size_param", at)?;
+                    if *size == 0 {
+                        return Err(at.at_key("source.pagination.size", "must be greater than 0"));
+                    }
+                }
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(at.at_key(
+                        "source.pagination.size_param",
+                        "needs `size`, the page size to ask for",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(at.at_key(
+                        "source.pagination.size",
+                        "needs `size_param`, the query parameter it is sent as (`per_page`)",
+                    ));
+                }
+            }
+        }
+        Pagination::Offset {
+            param,
+            limit_param,
+            limit,
+        } => {
+            not_blank(param, "source.pagination.param", at)?;
+            not_blank(limit_param, "source.pagination.limit_param", at)?;
+            if *limit == 0 {
+                return Err(at.at_key("source.pagination.limit", "must be greater than 0"));
+            }
+        }
+        Pagination::Cursor { next, param } => {
+            not_blank(next, "source.pagination.next", at)?;
+            not_blank(param, "source.pagination.param", at)?;
+        }
+    }
+    if http.timeout_ms == 0 {
+        return Err(at.at_key("source.timeout_ms", "must be greater than 0"));
+    }
+    if let Some(rate) = http.rate_limit
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(at.at_key(
+            "source.rate_limit",
+            "must be a positive number of requests per second",
+        ));
+    }
+    if let Some(param) = http.incremental.as_ref().and_then(|i| i.param.as_ref()) {
+        not_blank(param.get_ref(), "source.incremental.param", at)?;
+    }
+    batch_and_cursor(http.batch_size, &http.incremental, at)
 }
 
 fn batch_and_cursor(

@@ -1,7 +1,8 @@
 //! `host run`: one run of a pipeline, exactly once.
 //!
 //! 1. Decide what to read: a pending load left by a crash is replayed exactly (same files,
-//!    same watermark, same load id); otherwise the files not yet consumed, past the watermark.
+//!    same cursor range, same load id); otherwise the files not yet consumed, past the
+//!    watermark.
 //! 2. Stream: extract → transform plugins → validator plugins + built-in checks → sinks
 //!    (each sink's load open: one SQL transaction, or staged objects).
 //! 3. Record the pending load in the state store (flushed), then commit every sink (data and
@@ -117,8 +118,8 @@ struct Window {
     load_id: String,
     watermark_before: Option<String>,
     parts: Vec<Part>,
-    /// For sources that select by cursor: the highest cursor this load reads (the next
-    /// watermark), fixed before reading so that a replay reads exactly the same rows.
+    /// The highest cursor this load reads (the next watermark), when it is fixed before
+    /// reading: by a source that selects by cursor, or by the load a replay repeats.
     upto: Option<String>,
     /// The load's UTC date (`YYYY-MM-DD`): the raw zone's partition. A replay keeps the
     /// date of the load it replays.
@@ -155,11 +156,18 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
                 pending.load_id
             );
         }
+        // The replay reads no further than the interrupted load did: sinks that committed it
+        // hold its rows up to `watermark_after`, and skip the replay. Sources that select by
+        // cursor read exactly that range; for the others (an HTTP API, whose rows arrive
+        // between the crash and the replay) the cursor filter is bounded by it. A load that
+        // held no rows (the watermark did not move) is replayed without reading: anything
+        // read now would reach only the sinks that did not commit it.
+        let empty = plan.cursor.is_some() && pending.watermark_after == pending.watermark_before;
         return Ok(Window {
             load_id: pending.load_id,
             watermark_before: pending.watermark_before,
-            upto: pending.watermark_after.filter(|_| selects),
-            parts,
+            upto: pending.watermark_after,
+            parts: if empty { Vec::new() } else { parts },
             load_date: pending.created_at.get(..10).unwrap_or_default().to_string(),
             replay: true,
         });
@@ -193,8 +201,9 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
             .map_or((0, None), |f| (f.size, f.etag.clone()));
         hasher.update(format!("{}\t{size}\t{etag:?}\n", part.name).as_bytes());
     }
-    if selects && plan.cursor.is_none() {
-        // A full read of a table is a new snapshot on every run.
+    if upto.is_none() && parts.iter().any(|p| p.fingerprint.is_none()) {
+        // Nothing pins what is read (a full read of a table, an API): each run is a new
+        // snapshot, so a load must not be taken for an earlier one with the same watermark.
         hasher.update(now().as_bytes());
     }
     let load_id = hex::encode(&hasher.finalize()[..12]);
@@ -215,7 +224,7 @@ async fn attempt(
 ) -> Result<RunSummary, RunError> {
     let window = window(plan, state).await?;
     let mut summary = RunSummary::new(&plan.name, &window.load_id, window.watermark_before.clone());
-    if window.parts.is_empty() {
+    if window.parts.is_empty() && !window.replay {
         summary.status = RunStatus::NothingNew;
         state.record_run(&plan.name, &summary.record(run_id(), now()))?;
         return Ok(summary);
@@ -242,7 +251,7 @@ async fn attempt(
         .cursor
         .as_ref()
         .filter(|_| !plan.source.selects_by_cursor())
-        .map(|c| CursorFilter::new(c, window.watermark_before.clone()));
+        .map(|c| CursorFilter::new(c, window.watermark_before.clone(), window.upto.clone()));
     let mut sinks: Vec<SinkWriter> = plan
         .sinks
         .iter()
@@ -358,11 +367,17 @@ async fn attempt(
         return Err(error);
     }
 
-    let watermark_after = cursor
-        .as_ref()
-        .and_then(|c| c.next_watermark())
-        .or(window.upto.clone())
-        .or(window.watermark_before.clone());
+    // A replay ends where the interrupted load ended, even if it read less (rows gone from
+    // an API): the sinks that committed that load hold its rows up to there.
+    let watermark_after = if window.replay {
+        window.upto.clone()
+    } else {
+        cursor
+            .as_ref()
+            .and_then(|c| c.next_watermark())
+            .or(window.upto.clone())
+            .or(window.watermark_before.clone())
+    };
     let files = window.files();
     if !window.replay {
         let pending = PendingLoad {

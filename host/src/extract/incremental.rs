@@ -1,90 +1,80 @@
-//! Incremental extraction: keep only rows whose cursor is past the watermark, and track the
-//! highest cursor seen, which becomes the next watermark once the load commits.
+//! Incremental extraction: keep only rows whose cursor is past the watermark (and, in a
+//! replay, not past the interrupted load's end), and track the highest cursor seen, which
+//! becomes the next watermark once the load commits.
 
 use std::cmp::Ordering;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, Scalar, StringArray, make_comparator};
-use arrow::compute::kernels::cmp::gt;
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Datum, RecordBatch, Scalar, StringArray, make_comparator,
+};
+use arrow::compute::kernels::cmp::{gt, lt_eq};
 use arrow::compute::{cast, filter_record_batch};
+use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::{ExtractError, ROW_COLUMN, SOURCE_COLUMN};
 
 pub struct CursorFilter {
     column: String,
-    /// The watermark as text, and as a one-element array of the cursor's type (made on the
-    /// first batch, when that type is known).
-    watermark: Option<String>,
-    typed_watermark: Option<ArrayRef>,
+    /// Rows with a cursor past `after` are kept, up to `upto` when set (a replay).
+    after: Option<Bound>,
+    upto: Option<Bound>,
     /// The highest cursor kept so far, as a one-element array.
     max: Option<ArrayRef>,
 }
 
+/// A watermark as text, and as a one-element array of the cursor's type (made on the first
+/// batch, when that type is known).
+struct Bound {
+    text: String,
+    typed: Option<ArrayRef>,
+}
+
+type Compare = fn(&dyn Datum, &dyn Datum) -> Result<BooleanArray, ArrowError>;
+
 impl CursorFilter {
-    pub fn new(column: &str, watermark: Option<String>) -> CursorFilter {
+    pub fn new(column: &str, after: Option<String>, upto: Option<String>) -> CursorFilter {
+        let bound = |text| Bound { text, typed: None };
         CursorFilter {
             column: column.to_string(),
-            watermark,
-            typed_watermark: None,
+            after: after.map(bound),
+            upto: upto.map(bound),
             max: None,
         }
     }
 
-    /// The rows of `batch` past the watermark.
+    /// The rows of `batch` in the range.
     pub fn apply(&mut self, batch: RecordBatch) -> Result<RecordBatch, ExtractError> {
-        let source = || provenance_source(&batch);
         let cursor = batch
             .column_by_name(&self.column)
             .ok_or_else(|| ExtractError::MissingCursor {
-                path: source(),
+                path: provenance_source(&batch, 0),
                 column: self.column.clone(),
             })?
             .clone();
         if cursor.null_count() > 0 {
             let index = (0..cursor.len()).find(|&i| cursor.is_null(i)).unwrap_or(0);
             return Err(ExtractError::NullCursor {
-                path: source(),
+                path: provenance_source(&batch, index),
                 row: provenance_row(&batch, index),
                 column: self.column.clone(),
             });
         }
-        let kept = match self.typed(&cursor)? {
-            Some(watermark) => filter_record_batch(
-                &batch,
-                &gt(&cursor, &Scalar::new(watermark)).expect("same types"),
-            )
-            .expect("mask matches the batch"),
-            None => batch,
-        };
+        let mut kept = batch;
+        let bounds: [(Option<&mut Bound>, Compare); 2] =
+            [(self.after.as_mut(), gt), (self.upto.as_mut(), lt_eq)];
+        for (bound, keep) in bounds {
+            if let Some(bound) = bound {
+                let cursor = kept.column_by_name(&self.column).expect("checked above");
+                let value = bound.typed(&self.column, cursor)?;
+                let mask = keep(cursor, &Scalar::new(value)).expect("same types");
+                kept = filter_record_batch(&kept, &mask).expect("mask matches the batch");
+            }
+        }
         if let Some(cursor) = kept.column_by_name(&self.column) {
             self.track_max(cursor);
         }
         Ok(kept)
-    }
-
-    fn typed(&mut self, cursor: &ArrayRef) -> Result<Option<ArrayRef>, ExtractError> {
-        let Some(text) = &self.watermark else {
-            return Ok(None);
-        };
-        if self
-            .typed_watermark
-            .as_ref()
-            .is_none_or(|w| w.data_type() != cursor.data_type())
-        {
-            let error = |message: String| ExtractError::Watermark {
-                watermark: text.clone(),
-                column: self.column.clone(),
-                data_type: cursor.data_type().to_string(),
-                message,
-            };
-            let typed = cast(&StringArray::from(vec![text.as_str()]), cursor.data_type())
-                .map_err(|e| error(e.to_string()))?;
-            if typed.is_null(0) {
-                return Err(error("not a value of that type".into()));
-            }
-            self.typed_watermark = Some(typed);
-        }
-        Ok(self.typed_watermark.clone())
     }
 
     fn track_max(&mut self, cursor: &ArrayRef) {
@@ -121,20 +111,47 @@ impl CursorFilter {
                     ArrayFormatter::try_new(max.as_ref(), &options).expect("displayable cursor");
                 Some(formatter.value(0).to_string())
             }
-            None => self.watermark.clone(),
+            None => self.after.as_ref().map(|b| b.text.clone()),
         }
     }
 }
 
-/// The source file named by a batch's provenance column.
-pub fn provenance_source(batch: &RecordBatch) -> String {
+impl Bound {
+    fn typed(&mut self, column: &str, cursor: &ArrayRef) -> Result<ArrayRef, ExtractError> {
+        if let Some(typed) = &self.typed
+            && typed.data_type() == cursor.data_type()
+        {
+            return Ok(typed.clone());
+        }
+        let error = |message: String| ExtractError::Watermark {
+            watermark: self.text.clone(),
+            column: column.to_string(),
+            data_type: cursor.data_type().to_string(),
+            message,
+        };
+        let typed = cast(
+            &StringArray::from(vec![self.text.as_str()]),
+            cursor.data_type(),
+        )
+        .map_err(|e| error(e.to_string()))?;
+        if typed.is_null(0) {
+            return Err(error("not a value of that type".into()));
+        }
+        self.typed = Some(typed.clone());
+        Ok(typed)
+    }
+}
+
+/// The source (a file, an API page) of row `index` of a batch, from its provenance column.
+/// (A batch may span sources: an API's batches span pages.)
+pub fn provenance_source(batch: &RecordBatch, index: usize) -> String {
     batch
         .column_by_name(SOURCE_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .filter(|c| !c.is_empty())
+        .filter(|c| index < c.len())
         .map_or_else(
             || "<unknown source>".to_string(),
-            |c| c.value(0).to_string(),
+            |c| c.value(index).to_string(),
         )
 }
 

@@ -3,6 +3,7 @@
 //! `_weir_row`) so that a bad row can be named by its source and row after any transform.
 
 pub mod file;
+pub mod http;
 pub mod incremental;
 mod object_reader;
 pub mod postgres;
@@ -27,7 +28,7 @@ pub struct Part {
     /// How the user names it: a file path as written in the pipeline, or the table or query.
     pub name: String,
     /// What a file looked like when listed, so a consumed file is not read again. `None` for
-    /// parts read on every run (queries, which select new rows by cursor instead).
+    /// parts read on every run (queries and APIs, which read new rows by cursor instead).
     pub fingerprint: Option<FileFingerprint>,
     /// Where the source finds the part (an object path for files).
     pub(crate) location: String,
@@ -95,6 +96,9 @@ pub enum ExtractError {
         #[source]
         error: sqlx::Error,
     },
+    /// An HTTP API source; `url` is shown without secrets, and so is `message`.
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
     #[error(
         "watermark `{watermark}` cannot be compared with cursor column `{column}` ({data_type}): {message}"
     )]

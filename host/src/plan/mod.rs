@@ -9,6 +9,7 @@ use crate::config::project::Zone;
 use crate::config::types::Check as CheckSpec;
 use crate::config::types::{self, LoadMode, OnFail, PluginStep, Source, Step};
 use crate::extract::file::{FileSource, FileSpec};
+use crate::extract::http::{HttpSource, HttpSpec};
 use crate::extract::postgres::{PostgresSource, PostgresSpec, Relation};
 use crate::extract::{Part, Source as SourceImpl};
 use crate::load::Sink;
@@ -316,8 +317,41 @@ fn open_source(
             };
             Box::new(PostgresSource::new(database.url.get_ref(), spec)?)
         }
+        Source::Http(http) => Box::new(HttpSource::new(http_spec(http), loaded.redactor())?),
     };
     Ok((source, incremental))
+}
+
+fn http_spec(http: &types::HttpSource) -> HttpSpec {
+    let text = |value: &toml::Value| match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    HttpSpec {
+        url: http.url.get_ref().clone(),
+        params: http
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect(),
+        headers: http.headers.clone().into_iter().collect(),
+        records: http.records.clone(),
+        pagination: http.pagination.clone(),
+        timeout: std::time::Duration::from_millis(http.timeout_ms),
+        max_retries: http.max_retries,
+        backoff: std::time::Duration::from_millis(http.backoff_ms),
+        rate_limit: http.rate_limit,
+        batch_size: http.batch_size,
+        watermark_param: http
+            .incremental
+            .as_ref()
+            .and_then(|i| i.param.as_ref().map(|p| p.get_ref().clone())),
+        declared: http
+            .schema
+            .iter()
+            .map(|(k, v)| (k.clone(), *v.get_ref()))
+            .collect(),
+    }
 }
 
 /// What `host validate` and `host plan` report about a pipeline without running it.
@@ -446,5 +480,6 @@ pub fn source_label(loaded: &LoadedPipeline) -> String {
             (Some(table), _) => format!("postgres table {}", table.get_ref()),
             _ => "postgres query".to_string(),
         },
+        Source::Http(http) => loaded.redact(http.url.get_ref()),
     }
 }

@@ -97,7 +97,7 @@ impl Failures {
                 *self.by_check.entry(check.clone()).or_default() += 1;
             }
             if self.examples.len() < EXAMPLES {
-                let source = provenance_source(batch);
+                let source = provenance_source(batch, row);
                 let line = provenance_row(batch, row);
                 self.examples
                     .push(format!("{source} row {line}: failed {}", checks.join(", ")));

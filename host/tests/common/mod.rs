@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod http_api;
 pub mod pipeline;
 pub mod postgres;
 pub mod s3;
