@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use support::*;
-use weir::extract::postgres::{PostgresSource, PostgresSpec, Relation};
+use weir::extract::postgres::PostgresSource;
 use weir::extract::{CursorRange, Source};
+use weir::extract::{QuerySpec, Relation};
 use weir::load::postgres::SchemaPolicy;
 use weir::load::{LoadMode, LoadSpec, PostgresSink, Sink};
 
@@ -191,7 +192,7 @@ fn main() {
         let started = Instant::now();
         let source = PostgresSource::new(
             &url,
-            PostgresSpec {
+            QuerySpec {
                 relation: Relation::Table("copy_orders".into()),
                 batch_size: BATCH,
                 cursor: None,

@@ -10,8 +10,9 @@ use arrow::datatypes::*;
 use futures::TryStreamExt;
 
 use common::postgres::PgServer;
-use weir::extract::postgres::{PostgresSource, PostgresSpec, Relation};
+use weir::extract::postgres::PostgresSource;
 use weir::extract::{CursorRange, Source};
+use weir::extract::{QuerySpec, Relation};
 use weir::load::postgres::SchemaPolicy;
 use weir::load::{LoadError, LoadMode, LoadSpec, PostgresSink, Sink};
 
@@ -42,7 +43,7 @@ fn every_mapped_type_reads_into_arrow_and_copies_back_unchanged() {
     let batches: Vec<RecordBatch> = block_on(async {
         let source = PostgresSource::new(
             &pg.url("postgres"),
-            PostgresSpec {
+            QuerySpec {
                 relation: Relation::Query("SELECT * FROM every_type ORDER BY id".into()),
                 batch_size: 1024,
                 cursor: None,

@@ -21,6 +21,7 @@ use toml::de::DeTable;
 
 pub use error::ConfigError;
 use types::{LoadMode, Pipeline, PluginStep};
+pub use validate::SQLITE_SCHEME;
 
 /// A valid pipeline file.
 pub struct LoadedPipeline {

@@ -50,6 +50,7 @@ pub struct Pipeline {
 pub enum Source {
     Files(FileSource),
     Postgres(DatabaseSource),
+    Sqlite(DatabaseSource),
     Http(HttpSource),
 }
 
@@ -57,7 +58,7 @@ impl Source {
     pub fn incremental(&self) -> Option<&Incremental> {
         match self {
             Source::Files(files) => files.incremental.as_ref(),
-            Source::Postgres(database) => database.incremental.as_ref(),
+            Source::Postgres(database) | Source::Sqlite(database) => database.incremental.as_ref(),
             Source::Http(http) => http.incremental.as_ref(),
         }
     }
@@ -169,7 +170,8 @@ fn default_limit_param() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSource {
-    /// `postgres://user:${PGPASSWORD}@host:5432/db`; write secrets as `${VAR}`.
+    /// `postgres://user:${PGPASSWORD}@host:5432/db` (write secrets as `${VAR}`), or
+    /// `sqlite://shop.db` (relative to the pipeline file).
     pub url: Spanned<String>,
     /// A table (`orders` or `schema.orders`); or `query`.
     #[serde(default)]

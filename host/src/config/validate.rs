@@ -25,7 +25,17 @@ pub(super) fn validate(
     not_blank(pipeline.name.get_ref(), "name", at)?;
     match &pipeline.source {
         Source::Files(files) => file_source(files, at)?,
-        Source::Postgres(database) => database_source(database, at)?,
+        Source::Postgres(database) => {
+            postgres_url(database.url.get_ref(), "source.url", at)?;
+            database_source(database, at)?
+        }
+        Source::Sqlite(database) => {
+            if !database.url.get_ref().starts_with(SQLITE_SCHEME) {
+                let message = "expected a URL like `sqlite://data/shop.db` (relative to this file)";
+                return Err(at.at_key("source.url", message));
+            }
+            database_source(database, at)?
+        }
         Source::Http(http) => http_source(http, at)?,
     }
     if !matches!(pipeline.source, Source::Http(_))
@@ -161,8 +171,10 @@ fn file_source(files: &FileSource, at: &Locator<'_>) -> Result<(), ConfigError> 
     batch_and_cursor(files.batch_size, &files.incremental, at)
 }
 
+/// The `url` prefix of a SQLite source; the rest is the database file's path.
+pub const SQLITE_SCHEME: &str = "sqlite://";
+
 fn database_source(database: &DatabaseSource, at: &Locator<'_>) -> Result<(), ConfigError> {
-    postgres_url(database.url.get_ref(), "source.url", at)?;
     match (&database.table, &database.query) {
         (Some(table), None) => not_blank(table.get_ref(), "source.table", at)?,
         (None, Some(query)) => not_blank(query.get_ref(), "source.query", at)?,
@@ -172,7 +184,7 @@ fn database_source(database: &DatabaseSource, at: &Locator<'_>) -> Result<(), Co
         (None, None) => {
             return Err(at.at_key(
                 "source",
-                "a postgres source needs `table` (a table name) or `query` (a SELECT)",
+                "a database source needs `table` (a table name) or `query` (a SELECT)",
             ));
         }
     }

@@ -7,6 +7,7 @@ pub mod http;
 pub mod incremental;
 mod object_reader;
 pub mod postgres;
+pub mod sqlite;
 mod text;
 
 use arrow::array::RecordBatch;
@@ -40,6 +41,50 @@ pub struct Part {
 pub struct CursorRange {
     pub after: Option<String>,
     pub upto: Option<String>,
+}
+
+/// What a database source reads.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    /// A table name (`orders`, `schema.orders`) or a query.
+    pub relation: Relation,
+    pub batch_size: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Relation {
+    Table(String),
+    Query(String),
+}
+
+/// The `WHERE` conditions selecting `range` on the cursor expression `column`, with the
+/// placeholder for the n-th (1-based) bound value, and the values to bind, in order.
+pub(crate) fn cursor_conditions(
+    column: &str,
+    placeholder: impl Fn(usize) -> String,
+    range: &CursorRange,
+) -> (Vec<String>, Vec<String>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    for (op, bound) in [(">", &range.after), ("<=", &range.upto)] {
+        if let Some(value) = bound {
+            values.push(value.clone());
+            conditions.push(format!("{column} {op} {}", placeholder(values.len())));
+        }
+    }
+    (conditions, values)
+}
+
+/// Rows whose cursor is NULL: an incremental load would never read them.
+pub(crate) fn null_cursors(source: &str, count: i64, column: &str) -> ExtractError {
+    ExtractError::Read {
+        path: source.to_string(),
+        message: format!(
+            "{count} rows have a NULL cursor `{column}`: an incremental load would never read \
+             them; filter or fill them in `query`"
+        ),
+    }
 }
 
 #[async_trait]

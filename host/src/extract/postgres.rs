@@ -36,27 +36,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
 use self::decode::{Column, ColumnKind, RowDecoder};
-use super::{BatchStream, CursorRange, ExtractError, Part};
+use super::{
+    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, cursor_conditions,
+    null_cursors,
+};
 use crate::load::postgres::{quote, quote_qualified};
-
-/// What to read.
-#[derive(Debug, Clone)]
-pub struct PostgresSpec {
-    /// A table name (`orders`, `schema.orders`) or a query.
-    pub relation: Relation,
-    pub batch_size: usize,
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Relation {
-    Table(String),
-    Query(String),
-}
 
 pub struct PostgresSource {
     pool: PgPool,
-    spec: PostgresSpec,
+    spec: QuerySpec,
     /// `postgres 127.0.0.1:5432/shop table orders`: for messages (never the URL: it may hold
     /// a password).
     name: String,
@@ -64,7 +52,7 @@ pub struct PostgresSource {
 
 impl PostgresSource {
     /// Connects lazily: nothing is contacted until the first list or read.
-    pub fn new(url: &str, spec: PostgresSpec) -> Result<PostgresSource, ExtractError> {
+    pub fn new(url: &str, spec: QuerySpec) -> Result<PostgresSource, ExtractError> {
         let (options, server) = connect_options(url).map_err(|message| ExtractError::Pattern {
             pattern: "source.url".into(),
             message,
@@ -209,14 +197,7 @@ impl super::Source for PostgresSource {
             .map_err(|e| self.error("finding the highest cursor", e))?;
         let (max, nulls): (Option<String>, i64) = (row.get(0), row.get(1));
         if nulls > 0 {
-            return Err(ExtractError::Read {
-                path: self.name.clone(),
-                message: format!(
-                    "{nulls} rows have a NULL cursor `{}`: an incremental load would never read them; \
-                     filter or fill them in `query`",
-                    cursor.name
-                ),
-            });
+            return Err(null_cursors(&self.name, nulls, &cursor.name));
         }
         Ok(max)
     }
@@ -239,18 +220,13 @@ impl super::Source for PostgresSource {
         let mut binds = Vec::new();
         if let Some(cursor) = cursor {
             let c = format!("s.{}", quote(&cursor.name));
-            let mut conditions = Vec::new();
-            for (op, bound) in [(">", &range.after), ("<=", &range.upto)] {
-                if let Some(value) = bound {
-                    binds.push(value.clone());
-                    let n = binds.len();
-                    conditions.push(format!("{c} {op} CAST(${n} AS {})", cursor.type_name));
-                }
-            }
+            let placeholder = |n: usize| format!("CAST(${n} AS {})", cursor.type_name);
+            let (conditions, values) = cursor_conditions(&c, placeholder, range);
             if !conditions.is_empty() {
                 sql += &format!(" WHERE {}", conditions.join(" AND "));
             }
             sql += &format!(" ORDER BY {c}");
+            binds = values;
         }
 
         let pool = self.pool.clone();

@@ -10,8 +10,10 @@ use crate::config::types::Check as CheckSpec;
 use crate::config::types::{self, LoadMode, OnFail, PluginStep, Source, Step};
 use crate::extract::file::{FileSource, FileSpec};
 use crate::extract::http::{HttpSource, HttpSpec};
-use crate::extract::postgres::{PostgresSource, PostgresSpec, Relation};
+use crate::extract::postgres::PostgresSource;
+use crate::extract::sqlite::SqliteSource;
 use crate::extract::{Part, Source as SourceImpl};
+use crate::extract::{QuerySpec, Relation};
 use crate::load::Sink;
 use crate::load::parquet::ParquetSink;
 use crate::load::postgres::PostgresSink;
@@ -300,26 +302,39 @@ fn open_source(
                 &loaded.pipeline.s3,
             )?)
         }
-        Source::Postgres(database) => {
-            let relation = match (&database.table, &database.query) {
-                (Some(table), _) => Relation::Table(table.get_ref().clone()),
-                (None, query) => Relation::Query(
-                    query
-                        .as_ref()
-                        .map(|q| q.get_ref().clone())
-                        .unwrap_or_default(),
-                ),
-            };
-            let spec = PostgresSpec {
-                relation,
-                batch_size: database.batch_size,
-                cursor: incremental.map(|i| i.cursor.get_ref().clone()),
-            };
-            Box::new(PostgresSource::new(database.url.get_ref(), spec)?)
+        Source::Postgres(database) => Box::new(PostgresSource::new(
+            database.url.get_ref(),
+            query_spec(database),
+        )?),
+        Source::Sqlite(database) => {
+            let written = database.url.get_ref();
+            let path = &written[crate::config::SQLITE_SCHEME.len()..];
+            let spec = query_spec(database);
+            Box::new(SqliteSource::new(&loaded.resolve(path), path, spec)?)
         }
         Source::Http(http) => Box::new(HttpSource::new(http_spec(http), loaded.redactor())?),
     };
     Ok((source, incremental))
+}
+
+fn query_spec(database: &types::DatabaseSource) -> QuerySpec {
+    let relation = match (&database.table, &database.query) {
+        (Some(table), _) => Relation::Table(table.get_ref().clone()),
+        (None, query) => Relation::Query(
+            query
+                .as_ref()
+                .map(|q| q.get_ref().clone())
+                .unwrap_or_default(),
+        ),
+    };
+    QuerySpec {
+        relation,
+        batch_size: database.batch_size,
+        cursor: database
+            .incremental
+            .as_ref()
+            .map(|i| i.cursor.get_ref().clone()),
+    }
 }
 
 fn http_spec(http: &types::HttpSource) -> HttpSpec {
@@ -476,10 +491,16 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
 pub fn source_label(loaded: &LoadedPipeline) -> String {
     match &loaded.pipeline.source {
         Source::Files(files) => files.path.get_ref().clone(),
-        Source::Postgres(database) => match (&database.table, &database.query) {
-            (Some(table), _) => format!("postgres table {}", table.get_ref()),
-            _ => "postgres query".to_string(),
-        },
+        Source::Postgres(database) | Source::Sqlite(database) => {
+            let kind = match &loaded.pipeline.source {
+                Source::Sqlite(_) => "sqlite",
+                _ => "postgres",
+            };
+            match (&database.table, &database.query) {
+                (Some(table), _) => format!("{kind} table {}", table.get_ref()),
+                _ => format!("{kind} query"),
+            }
+        }
         Source::Http(http) => loaded.redact(http.url.get_ref()),
     }
 }
