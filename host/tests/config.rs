@@ -781,7 +781,7 @@ fn postgres_source_and_sink_settings_are_checked() {
     );
     assert_eq!(
         error_of(&source("")),
-        "TMP/pipelines/orders.toml:2: source: a postgres source needs `table` (a table name) or \
+        "TMP/pipelines/orders.toml:2: source: a database source needs `table` (a table name) or \
          `query` (a SELECT)"
     );
     let bad_url = source("table = \"orders\"").replace("postgres://u@h/db", "mysql://u@h/db");
