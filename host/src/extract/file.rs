@@ -14,6 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use super::object_reader::ObjectReader;
+use super::produced;
 use super::text::{TextDecoder, infer_schema};
 use super::{BatchStream, CursorRange, ExtractError, Part, ROW_COLUMN, SOURCE_COLUMN};
 use crate::config::types::{ColumnType, FileFormat, S3Settings};
@@ -253,48 +254,37 @@ fn decode_stream(
     mut bytes: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
     mut decoder: TextDecoder,
 ) -> BatchStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ExtractError>>(2);
-    tokio::spawn(async move {
-        let result: Result<(), ExtractError> = async {
-            while let Some(chunk) = bytes.next().await {
-                let chunk = chunk.map_err(|e| ExtractError::Read {
-                    path: path.clone(),
-                    message: format!("I/O: {}", store::describe(&e)),
-                })?;
-                let mut rest = &chunk[..];
-                while !rest.is_empty() {
-                    let used = decoder.decode(rest).map_err(|e| read_error_at(&path, e))?;
-                    rest = &rest[used..];
-                    if rest.is_empty() {
-                        break;
+    produced(move |tx| async move {
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.map_err(|e| ExtractError::Read {
+                path: path.clone(),
+                message: format!("I/O: {}", store::describe(&e)),
+            })?;
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let used = decoder.decode(rest).map_err(|e| read_error_at(&path, e))?;
+                rest = &rest[used..];
+                if rest.is_empty() {
+                    break;
+                }
+                // Bytes left over: the batch is full.
+                let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? else {
+                    if used == 0 {
+                        return Err(read_error_at(&path, "the decoder made no progress"));
                     }
-                    // Bytes left over: the batch is full.
-                    let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? else {
-                        if used == 0 {
-                            return Err(read_error_at(&path, "the decoder made no progress"));
-                        }
-                        continue;
-                    };
-                    if tx.send(Ok(batch)).await.is_err() {
-                        return Ok(()); // the reader went away
-                    }
+                    continue;
+                };
+                if tx.send(Ok(batch)).await.is_err() {
+                    return Ok(()); // the reader went away
                 }
             }
-            decoder.decode(&[]).map_err(|e| read_error_at(&path, e))?;
-            if let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? {
-                let _ = tx.send(Ok(batch)).await;
-            }
-            Ok(())
         }
-        .await;
-        if let Err(e) = result {
-            let _ = tx.send(Err(e)).await;
+        decoder.decode(&[]).map_err(|e| read_error_at(&path, e))?;
+        if let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? {
+            let _ = tx.send(Ok(batch)).await;
         }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        Ok(())
     })
-    .boxed()
 }
 
 pub(crate) fn with_provenance(

@@ -13,6 +13,7 @@ mod text;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::state::FileFingerprint;
@@ -74,6 +75,66 @@ pub(crate) fn cursor_conditions(
         }
     }
     (conditions, values)
+}
+
+/// Where a producer task sends its batches.
+pub(crate) type BatchSender = tokio::sync::mpsc::Sender<Result<RecordBatch, ExtractError>>;
+
+/// The batches `produce` sends, made on a task of its own: reading and decoding overlap the
+/// pipeline's work, and the bounded channel keeps at most two batches waiting. `produce`
+/// returns `Ok` early when a send fails (the reader went away); its error is the stream's
+/// last item.
+pub(crate) fn produced<F, Fut>(produce: F) -> BatchStream
+where
+    F: FnOnce(BatchSender) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ExtractError>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let errors = tx.clone();
+    let work = produce(tx);
+    tokio::spawn(async move {
+        if let Err(e) = work.await {
+            let _ = errors.send(Err(e)).await;
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
+
+/// Turns a database's rows into batches.
+pub(crate) trait RowBatcher<R> {
+    fn push(&mut self, row: &R) -> Result<(), ExtractError>;
+    /// Rows pushed since the last batch.
+    fn len(&self) -> usize;
+    fn finish(&mut self) -> Result<RecordBatch, ExtractError>;
+}
+
+/// Sends `rows` as batches of `batch_size` (the last one smaller).
+pub(crate) async fn send_rows<R>(
+    rows: impl futures::Stream<Item = Result<R, sqlx::Error>>,
+    batcher: &mut impl RowBatcher<R>,
+    batch_size: usize,
+    source_name: &str,
+    tx: &BatchSender,
+) -> Result<(), ExtractError> {
+    futures::pin_mut!(rows);
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(|error| ExtractError::Database {
+            source_name: source_name.to_string(),
+            action: "reading rows".into(),
+            error,
+        })?;
+        batcher.push(&row)?;
+        if batcher.len() == batch_size && tx.send(batcher.finish()).await.is_err() {
+            return Ok(()); // the reader went away
+        }
+    }
+    if batcher.len() > 0 {
+        let _ = tx.send(batcher.finish()).await;
+    }
+    Ok(())
 }
 
 /// Rows whose cursor is NULL: an incremental load would never read them.

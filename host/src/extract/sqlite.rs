@@ -17,14 +17,13 @@ use arrow::array::{
     RecordBatch, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use futures::StreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
 use super::file::with_provenance;
 use super::{
-    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, cursor_conditions,
-    null_cursors,
+    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, RowBatcher,
+    cursor_conditions, null_cursors, produced, send_rows,
 };
 use crate::load::postgres::{quote, quote_qualified};
 
@@ -218,40 +217,14 @@ impl super::Source for SqliteSource {
         let pool = self.pool.clone();
         let name = part.name.clone();
         let batch_size = self.spec.batch_size;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ExtractError>>(2);
-        tokio::spawn(async move {
+        Ok(produced(move |tx| async move {
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for bind in binds {
                 query = query.bind(bind);
             }
-            let mut rows = query.fetch(&pool);
             let mut decoder = Decoder::new(columns, batch_size, name.clone());
-            let result: Result<(), ExtractError> = async {
-                while let Some(row) = rows.next().await {
-                    let row = row.map_err(|error| ExtractError::Database {
-                        source_name: name.clone(),
-                        action: "reading rows".into(),
-                        error,
-                    })?;
-                    decoder.push(&row)?;
-                    if decoder.len() == batch_size && tx.send(decoder.finish()).await.is_err() {
-                        return Ok(()); // the reader went away
-                    }
-                }
-                if decoder.len() > 0 {
-                    let _ = tx.send(decoder.finish()).await;
-                }
-                Ok(())
-            }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        Ok(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })
-        .boxed())
+            send_rows(query.fetch(&pool), &mut decoder, batch_size, &name, &tx).await
+        }))
     }
 }
 
@@ -275,7 +248,9 @@ impl Decoder {
             done: 0,
         }
     }
+}
 
+impl RowBatcher<SqliteRow> for Decoder {
     fn len(&self) -> usize {
         self.builders.first().map_or(0, |b| b.len())
     }

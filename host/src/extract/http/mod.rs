@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::extract::produced;
 use arrow::datatypes::SchemaRef;
-use futures::StreamExt;
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -196,46 +196,35 @@ impl super::Source for HttpSource {
         let (spec, redactor) = (self.spec.clone(), self.redactor.clone());
         let base_shown = display_url(&self.base, &self.redactor);
         // Two batches in flight at most: the pages are fetched as the pipeline takes them.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<_, ExtractError>>(2);
-        tokio::spawn(async move {
-            let result: Result<(), ExtractError> = async {
-                let mut next = Some(first);
-                while let Some(url) = next.take() {
-                    let page = fetcher.get(&url).await?;
-                    let shown = display_url(&url, &redactor);
-                    let error = |message: String| ExtractError::Http {
-                        url: shown.clone(),
-                        message: redactor.redact(&message),
-                    };
-                    let (rest, records) =
-                        parse_page(&page, &shown, spec.records.as_deref(), &redactor)?;
-                    next = pager
-                        .next(&url, &page.headers, &rest, &page.body, records.len())
-                        .map_err(error)?;
-                    drop(page);
-                    for batch in batcher.push(&shown, &records).map_err(error)? {
-                        if tx.send(Ok(batch)).await.is_err() {
-                            return Ok(()); // the reader went away
-                        }
+        Ok(produced(move |tx| async move {
+            let mut next = Some(first);
+            while let Some(url) = next.take() {
+                let page = fetcher.get(&url).await?;
+                let shown = display_url(&url, &redactor);
+                let error = |message: String| ExtractError::Http {
+                    url: shown.clone(),
+                    message: redactor.redact(&message),
+                };
+                let (rest, records) =
+                    parse_page(&page, &shown, spec.records.as_deref(), &redactor)?;
+                next = pager
+                    .next(&url, &page.headers, &rest, &page.body, records.len())
+                    .map_err(error)?;
+                drop(page);
+                for batch in batcher.push(&shown, &records).map_err(error)? {
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return Ok(()); // the reader went away
                     }
                 }
-                let last = batcher.flush().map_err(|message| ExtractError::Http {
-                    url: base_shown,
-                    message,
-                })?;
-                if let Some(batch) = last {
-                    let _ = tx.send(Ok(batch)).await;
-                }
-                Ok(())
             }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
+            let last = batcher.flush().map_err(|message| ExtractError::Http {
+                url: base_shown,
+                message,
+            })?;
+            if let Some(batch) = last {
+                let _ = tx.send(Ok(batch)).await;
             }
-        });
-        Ok(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })
-        .boxed())
+            Ok(())
+        }))
     }
 }

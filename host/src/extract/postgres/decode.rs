@@ -11,8 +11,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sqlx::postgres::PgRow;
 use sqlx::{Row, ValueRef};
 
-use crate::extract::ExtractError;
 use crate::extract::file::with_provenance;
+use crate::extract::{ExtractError, RowBatcher};
 use crate::load::postgres::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 
 /// A scalar the decoder reads natively; lists hold these.
@@ -206,12 +206,14 @@ impl RowDecoder {
             done: 0,
         }
     }
+}
 
-    pub fn len(&self) -> usize {
+impl RowBatcher<PgRow> for RowDecoder {
+    fn len(&self) -> usize {
         self.builders.first().map_or(0, |b| b.len())
     }
 
-    pub fn push(&mut self, row: &PgRow) -> Result<(), ExtractError> {
+    fn push(&mut self, row: &PgRow) -> Result<(), ExtractError> {
         let row_number = self.done + self.len() as i64 + 1;
         for (i, (column, builder)) in self.columns.iter().zip(&mut self.builders).enumerate() {
             let value = row.try_get_raw(i).map_err(|e| ExtractError::Read {
@@ -232,7 +234,7 @@ impl RowDecoder {
     }
 
     /// The rows decoded since the last call, as a batch with provenance columns.
-    pub fn finish(&mut self) -> Result<RecordBatch, ExtractError> {
+    fn finish(&mut self) -> Result<RecordBatch, ExtractError> {
         let rows = self.len();
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), arrays)
