@@ -145,6 +145,9 @@ fn a_body_that_is_not_json_fails_quoting_it() {
         message.contains("it starts: `<html>maintenance</html>`"),
         "{message}"
     );
+    // The page's own URL names which page was malformed.
+    let page = format!("{}/orders?status=paid&page=1&per_page=", api.url);
+    assert!(message.contains(&page), "{message}");
 }
 
 #[test]
