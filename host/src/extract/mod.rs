@@ -59,13 +59,13 @@ pub enum Relation {
     Query(String),
 }
 
-/// The `WHERE` conditions selecting `range` on the cursor expression `column`, with the
-/// placeholder for the n-th (1-based) bound value, and the values to bind, in order.
-pub(crate) fn cursor_conditions(
+/// The ` WHERE … ORDER BY …` that selects `range` on the cursor expression `column`, with
+/// the placeholder for the n-th (1-based) bound value, and the values to bind, in order.
+pub(crate) fn cursor_clause(
     column: &str,
     placeholder: impl Fn(usize) -> String,
     range: &CursorRange,
-) -> (Vec<String>, Vec<String>) {
+) -> (String, Vec<String>) {
     let mut conditions = Vec::new();
     let mut values = Vec::new();
     for (op, bound) in [(">", &range.after), ("<=", &range.upto)] {
@@ -74,7 +74,12 @@ pub(crate) fn cursor_conditions(
             conditions.push(format!("{column} {op} {}", placeholder(values.len())));
         }
     }
-    (conditions, values)
+    let mut clause = String::new();
+    if !conditions.is_empty() {
+        clause = format!(" WHERE {}", conditions.join(" AND "));
+    }
+    clause += &format!(" ORDER BY {column}");
+    (clause, values)
 }
 
 /// Where a producer task sends its batches.

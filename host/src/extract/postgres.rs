@@ -36,8 +36,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use self::decode::{Column, ColumnKind, RowDecoder};
 use super::{
-    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, cursor_conditions,
-    null_cursors, produced, send_rows,
+    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, cursor_clause, null_cursors,
+    produced, send_rows,
 };
 use crate::load::postgres::{quote, quote_qualified};
 
@@ -220,11 +220,8 @@ impl super::Source for PostgresSource {
         if let Some(cursor) = cursor {
             let c = format!("s.{}", quote(&cursor.name));
             let placeholder = |n: usize| format!("CAST(${n} AS {})", cursor.type_name);
-            let (conditions, values) = cursor_conditions(&c, placeholder, range);
-            if !conditions.is_empty() {
-                sql += &format!(" WHERE {}", conditions.join(" AND "));
-            }
-            sql += &format!(" ORDER BY {c}");
+            let (clause, values) = cursor_clause(&c, placeholder, range);
+            sql += &clause;
             binds = values;
         }
 

@@ -22,8 +22,8 @@ use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo
 
 use super::file::with_provenance;
 use super::{
-    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, RowBatcher,
-    cursor_conditions, null_cursors, produced, send_rows,
+    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, RowBatcher, cursor_clause,
+    null_cursors, produced, send_rows,
 };
 use crate::load::postgres::{quote, quote_qualified};
 
@@ -207,11 +207,8 @@ impl super::Source for SqliteSource {
         let mut binds = Vec::new();
         if let Some(cursor) = &self.spec.cursor {
             let c = format!("s.{}", quote(cursor));
-            let (conditions, values) = cursor_conditions(&c, |_| "?".to_string(), range);
-            if !conditions.is_empty() {
-                sql += &format!(" WHERE {}", conditions.join(" AND "));
-            }
-            sql += &format!(" ORDER BY {c}");
+            let (clause, values) = cursor_clause(&c, |_| "?".to_string(), range);
+            sql += &clause;
             binds = values;
         }
         let pool = self.pool.clone();
