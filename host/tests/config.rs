@@ -2,13 +2,13 @@
 //! name file, line and key. Each test writes a real file into a temp dir laid out like a
 //! project (`pipelines/orders.toml` next to `plugins/`).
 
-use std::collections::HashMap;
-use std::env::VarError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use tempfile::TempDir;
+mod common;
+
+use common::config::{Project, SINK, error_of};
 use weir::config::types::{Check, LoadMode, OnFail, Sink, Source, Step};
-use weir::config::{ConfigError, LoadedPipeline, load, load_with_env, plugin_config_json};
+use weir::config::{ConfigError, load, plugin_config_json};
 
 const FULL: &str = r#"name = "orders"
 on_fail = "quarantine"
@@ -72,54 +72,6 @@ initial_delay_ms = 200
 [state]
 path = ".weir/state"
 "#;
-
-/// A project dir with two plugin crates; the pipeline file is `pipelines/orders.toml`.
-struct Project {
-    dir: TempDir,
-    file: PathBuf,
-}
-
-impl Project {
-    fn new(toml: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        for plugin in ["orders-transform", "orders-validator"] {
-            let crate_dir = dir.path().join("plugins").join(plugin);
-            std::fs::create_dir_all(&crate_dir).unwrap();
-            std::fs::write(crate_dir.join("Cargo.toml"), "[package]\n").unwrap();
-        }
-        std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-        let file = dir.path().join("pipelines/orders.toml");
-        std::fs::write(&file, toml).unwrap();
-        Project { dir, file }
-    }
-
-    fn load(&self, vars: &[(&str, &str)]) -> Result<LoadedPipeline, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        load_with_env(&self.file, |name| {
-            vars.get(name).cloned().ok_or(VarError::NotPresent)
-        })
-    }
-
-    /// The error's text, with the temp dir shown as `TMP` so messages can be compared whole.
-    fn error(&self, vars: &[(&str, &str)]) -> String {
-        let error = self.load(vars).expect_err("the pipeline should not load");
-        self.masked(&error.to_string())
-    }
-
-    fn masked(&self, text: &str) -> String {
-        text.replace(&self.dir.path().display().to_string(), "TMP")
-    }
-}
-
-/// A sink to end files whose test is about something else (`sinks` is required).
-const SINK: &str = "[[sinks]]\nkind = \"parquet\"\nname = \"lake\"\npath = \"lake\"\n";
-
-fn error_of(toml: &str) -> String {
-    Project::new(toml).error(&[])
-}
 
 #[test]
 fn the_full_example_loads_and_resolves_modes() {
@@ -207,30 +159,6 @@ path = "lake"
     assert_eq!(files.batch_size, 65_536);
     assert_eq!(loaded.pipeline.on_fail, OnFail::Abort);
     assert_eq!(loaded.pipeline.retry.attempts, 3);
-}
-
-#[test]
-fn the_real_environment_is_used_by_load() {
-    // cargo sets CARGO_MANIFEST_DIR for the test process; nothing here needs `set_var`.
-    let project = Project::new(
-        r#"name = "orders"
-[source]
-kind = "files"
-path = "${CARGO_MANIFEST_DIR}/data/*.csv"
-[[sinks]]
-kind = "parquet"
-name = "lake"
-path = "lake"
-"#,
-    );
-    let loaded = load(&project.file).unwrap();
-    let Source::Files(files) = &loaded.pipeline.source else {
-        panic!("a file source")
-    };
-    assert_eq!(
-        files.path.get_ref(),
-        &format!("{}/data/*.csv", env!("CARGO_MANIFEST_DIR"))
-    );
 }
 
 #[test]
@@ -463,149 +391,6 @@ path = "lake"
 }
 
 #[test]
-fn env_vars_are_substituted_and_unset_ones_are_named() {
-    let toml = r#"name = "orders"
-[source]
-kind = "files"
-path = "${DATA_DIR}/orders/*.csv"
-[[steps]]
-kind = "transform"
-plugin = "${PLUGINS}/orders-transform"
-config = { greeting = "cost: $${not_a_var} and $5", nested = { dir = "${DATA_DIR}" } }
-[[sinks]]
-kind = "sqlite"
-name = "warehouse"
-path = "${WAREHOUSE_DIR}/orders.db"
-table = "orders"
-"#;
-    let project = Project::new(toml);
-    let vars = [
-        ("DATA_DIR", "/srv/data"),
-        ("PLUGINS", "../plugins"),
-        ("WAREHOUSE_DIR", "/srv/wh"),
-    ];
-    let loaded = project.load(&vars).unwrap();
-    let Source::Files(files) = &loaded.pipeline.source else {
-        panic!("a file source")
-    };
-    assert_eq!(files.path.get_ref(), "/srv/data/orders/*.csv");
-    let Step::Transform(step) = &loaded.pipeline.steps[0] else {
-        panic!()
-    };
-    assert_eq!(step.plugin.get_ref(), "../plugins/orders-transform");
-    assert_eq!(
-        plugin_config_json(step),
-        r#"{"greeting":"cost: ${not_a_var} and $5","nested":{"dir":"/srv/data"}}"#
-    );
-    let Sink::Sqlite(sink) = &loaded.pipeline.sinks[0] else {
-        panic!()
-    };
-    assert_eq!(sink.path.get_ref(), "/srv/wh/orders.db");
-
-    // Without WAREHOUSE_DIR: the variable, the line and the key are named.
-    assert_eq!(
-        project.error(&vars[..2]),
-        "TMP/pipelines/orders.toml:12: sinks[0].path: environment variable `WAREHOUSE_DIR` is not set"
-    );
-}
-
-#[test]
-fn malformed_references_are_errors() {
-    let with_path =
-        |path: &str| format!("name = \"orders\"\n[source]\nkind = \"files\"\npath = \"{path}\"\n");
-    assert_eq!(
-        error_of(&with_path("${DATA")),
-        "TMP/pipelines/orders.toml:4: source.path: unterminated `${` (write `$${` for a literal `${`)"
-    );
-    assert_eq!(
-        error_of(&with_path("${DATA-DIR}")),
-        "TMP/pipelines/orders.toml:4: source.path: `${DATA-DIR}` is not a valid variable name (letters, \
-         digits and `_`; write `$${` for a literal `${`)"
-    );
-}
-
-#[test]
-fn secrets_never_appear_in_errors_or_debug() {
-    const SECRET: &str = "sk_live_9fQ2hunter2XyZ";
-    let vars = [("API_TOKEN", SECRET)];
-    let shows_no_secret = |text: &str| assert!(!text.contains(SECRET), "secret leaked: {text}");
-
-    // Loaded: the plugin gets the value; Debug shows the variable instead.
-    let ok = Project::new(
-        r#"name = "orders"
-[source]
-kind = "files"
-path = "data/*.csv"
-[[steps]]
-kind = "transform"
-plugin = "../plugins/orders-transform"
-config = { token = "${API_TOKEN}" }
-[[sinks]]
-kind = "sqlite"
-name = "warehouse"
-path = "db-${API_TOKEN}.db"
-table = "orders"
-"#,
-    );
-    let loaded = ok.load(&vars).unwrap();
-    let Step::Transform(step) = &loaded.pipeline.steps[0] else {
-        panic!()
-    };
-    assert_eq!(
-        plugin_config_json(step),
-        format!(r#"{{"token":"{SECRET}"}}"#)
-    );
-    let debug = format!("{loaded:?}");
-    shows_no_secret(&debug);
-    assert!(debug.contains("db-${API_TOKEN}.db"), "{debug}");
-    shows_no_secret(&format!("{loaded:#?}"));
-    assert_eq!(
-        loaded.redact(&format!("token {SECRET}")),
-        "token ${API_TOKEN}"
-    );
-
-    // Errors that would quote the value: a wrong variant, a wrong type, a missing plugin,
-    // a duplicate name, a bad regex.
-    let cases = [
-        (
-            "format = \"${API_TOKEN}\"",
-            "source.format: unknown variant `${API_TOKEN}`, expected one of",
-        ),
-        (
-            "batch_size = \"${API_TOKEN}\"",
-            "found string \"${API_TOKEN}\"",
-        ),
-    ];
-    for (line, expected) in cases {
-        let project = Project::new(&format!(
-            "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"data/*.csv\"\n{line}\n"
-        ));
-        let error = project.load(&vars).unwrap_err();
-        shows_no_secret(&error.to_string());
-        shows_no_secret(&format!("{error:?}"));
-        assert!(error.to_string().contains(expected), "{error}");
-    }
-    let validation = [
-        "[[steps]]\nkind = \"transform\"\nplugin = \"../${API_TOKEN}\"\n[[sinks]]\nkind = \"parquet\"\nname = \"a\"\npath = \"a\"\n",
-        "[[checks]]\ncheck = \"regex\"\ncolumn = \"c\"\npattern = \"(${API_TOKEN}\"\n[[sinks]]\nkind = \"parquet\"\nname = \"a\"\npath = \"a\"\n",
-        "[[sinks]]\nkind = \"parquet\"\nname = \"${API_TOKEN}\"\npath = \"a\"\n\
-         [[sinks]]\nkind = \"parquet\"\nname = \"${API_TOKEN}\"\npath = \"b\"\n",
-    ];
-    for tail in validation {
-        let project = Project::new(&format!(
-            "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"data/*.csv\"\n{tail}"
-        ));
-        let error = project.load(&vars).unwrap_err();
-        shows_no_secret(&error.to_string());
-        shows_no_secret(&format!("{error:?}"));
-        assert!(
-            error.to_string().contains("${API_TOKEN}") || error.to_string().contains("regex"),
-            "{error}"
-        );
-    }
-}
-
-#[test]
 fn replace_partition_needs_partition_by() {
     let toml = r#"name = "orders"
 [source]
@@ -765,101 +550,5 @@ fn an_unreadable_file_names_the_path() {
         error
             .to_string()
             .starts_with("/nonexistent/weir/orders.toml: cannot read the pipeline file: ")
-    );
-}
-
-#[test]
-fn postgres_source_and_sink_settings_are_checked() {
-    let source = |body: &str| {
-        format!(
-            "name = \"orders\"\n[source]\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\n{body}\n{SINK}"
-        )
-    };
-    assert_eq!(
-        error_of(&source("table = \"orders\"\nquery = \"SELECT 1\"")),
-        "TMP/pipelines/orders.toml:6: source.query: give `table` or `query`, not both"
-    );
-    assert_eq!(
-        error_of(&source("")),
-        "TMP/pipelines/orders.toml:2: source: a database source needs `table` (a table name) or \
-         `query` (a SELECT)"
-    );
-    let bad_url = source("table = \"orders\"").replace("postgres://u@h/db", "mysql://u@h/db");
-    assert_eq!(
-        error_of(&bad_url),
-        "TMP/pipelines/orders.toml:4: source.url: expected a URL like \
-         `postgres://user:${PGPASSWORD}@host:5432/database`"
-    );
-    let sink = "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"data/*.csv\"\n\n\
-                [[sinks]]\nkind = \"postgres\"\nname = \"dw\"\nurl = \"postgres://u@h/db\"\n\
-                table = \"orders\"\nschema = \"loose\"\n";
-    let error = error_of(sink);
-    assert!(
-        error.starts_with("TMP/pipelines/orders.toml:11: sinks[0].schema:"),
-        "{error}"
-    );
-    assert!(error.contains("expected `strict` or `evolve`"), "{error}");
-}
-
-#[test]
-fn s3_paths_and_settings_are_checked_where_they_are_written() {
-    let with = |body: &str| {
-        format!(
-            "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"s3://in-bucket/orders/*.csv\"\n{body}{SINK}"
-        )
-    };
-    let cases = [
-        (
-            "[quarantine]\npath = \"s3://X/q\"\n",
-            "6: quarantine.path: `s3://X/q` is not a valid S3 location: the bucket name must be 3 to 63 lowercase letters, digits, `-` or `.` (expected s3://BUCKET/PREFIX)",
-        ),
-        (
-            "[state]\npath = \"s3://state-bucket/state\"\n",
-            "6: state.path: the state is a local sled database: an s3:// path cannot hold it",
-        ),
-        (
-            "[s3]\nendpoint = \"localhost:9000\"\n",
-            "6: s3.endpoint: must be a URL starting with https:// (or http:// with allow_http = true)",
-        ),
-        (
-            "[s3]\naccess_key_id = \"${KEY}\"\n",
-            "6: s3.access_key_id: `access_key_id` and `secret_access_key` go together: set both or neither (neither: taken from AWS_* variables)",
-        ),
-        (
-            "[s3]\naccess_key_id = \"${KEY}\"\nsecret_access_key = \"hunter2\"\n",
-            "7: s3.secret_access_key: write it as `${VARIABLE}` so that the secret stays out of the pipeline file (e.g. \"${AWS_SECRET_ACCESS_KEY}\")",
-        ),
-    ];
-    for (body, expected) in cases {
-        let project = Project::new(&with(body));
-        assert_eq!(
-            project.error(&[("KEY", "AKID")]),
-            format!("TMP/pipelines/orders.toml:{expected}"),
-            "for:\n{body}"
-        );
-    }
-    let sqlite_on_s3 = "name = \"orders\"\n[source]\nkind = \"files\"\npath = \"x\"\n\
-                        [[sinks]]\nkind = \"sqlite\"\nname = \"db\"\npath = \"s3://b-ucket/db\"\ntable = \"t\"\n";
-    assert_eq!(
-        error_of(sqlite_on_s3),
-        "TMP/pipelines/orders.toml:8: sinks[0].path: a SQLite database is a local file: an s3:// path cannot hold it"
-    );
-
-    // Credentials from the environment load, and never show in Debug output.
-    let ok = with(
-        "[s3]\nregion = \"eu-west-1\"\nallow_http = true\naccess_key_id = \"${KEY}\"\nsecret_access_key = \"${SECRET}\"\n",
-    );
-    let loaded = Project::new(&ok)
-        .load(&[("KEY", "AKID"), ("SECRET", "s3cr3t-value")])
-        .unwrap();
-    assert_eq!(
-        loaded.pipeline.s3.secret_access_key.as_deref(),
-        Some("s3cr3t-value")
-    );
-    assert_eq!(loaded.pipeline.s3.allow_http, Some(true));
-    let debug = format!("{loaded:?}");
-    assert!(
-        !debug.contains("s3cr3t-value") && debug.contains("${SECRET}"),
-        "{debug}"
     );
 }

@@ -6,7 +6,9 @@ use std::env::VarError;
 use weir::config::types::{Pagination, Source};
 use weir::config::{LoadedPipeline, load_with_env};
 
-const SINK: &str = "[[sinks]]\nkind = \"parquet\"\nname = \"lake\"\npath = \"lake\"\n";
+mod common;
+
+use common::config::SINK;
 
 fn load(source: &str) -> (tempfile::TempDir, Result<LoadedPipeline, String>) {
     let dir = tempfile::tempdir().unwrap();

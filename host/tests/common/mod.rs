@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod config;
 pub mod http_api;
 pub mod pipeline;
 pub mod postgres;
