@@ -1,5 +1,5 @@
-//! The pipeline file: parsing, `${VAR}` interpolation, validation, and error messages that
-//! name file, line and key. Each test writes a real file into a temp dir laid out like a
+//! The pipeline file: parsing, validation, and error messages that name file, line and key
+//! (`${VAR}` is in config_env.rs, the real stores' settings in config_stores.rs). Each test writes a real file into a temp dir laid out like a
 //! project (`pipelines/orders.toml` next to `plugins/`).
 
 use std::path::Path;
