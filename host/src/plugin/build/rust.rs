@@ -1,67 +1,18 @@
-//! `host plugin build`: compile a plugin crate into a wasm32-wasip2 component, with the
-//! crate's `weir-plugin.toml` embedded (see [`super::manifest`]). A crate without one builds
-//! a component without a manifest: it runs from its path (asking for no capabilities) but
-//! cannot be installed.
+//! Rust plugins: a cargo crate (`crate-type = ["cdylib"]`) over `weir-sdk`, compiled for
+//! wasm32-wasip2. A crate without a `weir-plugin.toml` builds a component without a
+//! manifest: it runs from its path (asking for no capabilities) but cannot be installed.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sha2::{Digest, Sha256};
-
-use super::manifest::{Manifest, ManifestError};
-use super::store_atomically;
+use super::{BuildError, BuildOptions, Built};
+use crate::plugin::manifest::Manifest;
 
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// The cargo profile plugins are built with (defined in the workspace `Cargo.toml`; a
 /// plugin outside this workspace falls back to `release`).
 pub const PLUGIN_PROFILE: &str = "plugin";
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("{0} has no Cargo.toml: a plugin is a cargo crate with crate-type = [\"cdylib\"]")]
-    NotACrate(PathBuf),
-    #[error("could not run `{command}`: {source}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
-    #[error("`rustup target add {WASM_TARGET}` failed; install the target by hand and retry")]
-    TargetInstall,
-    #[error("cargo build of {0} failed (the compiler's messages are above)")]
-    Compile(PathBuf),
-    #[error("cargo built no .wasm file for {0}: is its crate-type \"cdylib\"?")]
-    NoArtifact(PathBuf),
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    #[error("could not write the built component {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("could not read the built component {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// A built component.
-#[derive(Debug, Clone)]
-pub struct Built {
-    pub path: PathBuf,
-    pub sha256: String,
-    pub bytes: u64,
-}
-
-/// Options of a plugin build.
-#[derive(Debug, Clone, Default)]
-pub struct BuildOptions {
-    /// Cargo's target directory (default: cargo's own choice for the crate).
-    pub target_dir: Option<PathBuf>,
-    /// Say nothing on stderr except compiler errors.
-    pub quiet: bool,
-}
 
 /// Make sure rustup has the wasm32-wasip2 target; install it (saying so) if not.
 /// These machines set `RUSTUP_AUTO_INSTALL=0`, so nothing else will.
@@ -90,7 +41,7 @@ pub fn ensure_wasm_target(quiet: bool) -> Result<(), BuildError> {
 }
 
 /// Build one plugin crate (`dir` holds its Cargo.toml).
-pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, BuildError> {
+pub(super) fn build(dir: &Path, options: &BuildOptions) -> Result<Built, BuildError> {
     let built = build_many(&[dir.to_path_buf()], options)?;
     Ok(built.into_iter().next().expect("one crate, one component"))
 }
@@ -186,24 +137,7 @@ pub fn build_many(dirs: &[PathBuf], options: &BuildOptions) -> Result<Vec<Built>
         .zip(plugin_manifests)
         .map(|((dir, path), manifest)| {
             let path = path.ok_or_else(|| BuildError::NoArtifact(dir.clone()))?;
-            let mut bytes = std::fs::read(&path).map_err(|source| BuildError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            if let Some(manifest) = manifest {
-                // In place, atomically: concurrent builds of one crate (parallel test
-                // binaries) write the same bytes, and a reader never sees half a file.
-                bytes = manifest.embed(&bytes)?;
-                store_atomically(&path, &bytes).map_err(|source| BuildError::Write {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            Ok(Built {
-                sha256: hex::encode(Sha256::digest(&bytes)),
-                bytes: bytes.len() as u64,
-                path,
-            })
+            super::finish(path, manifest.as_ref())
         })
         .collect()
 }
@@ -224,14 +158,14 @@ fn package_name(manifest: &Path) -> Result<String, BuildError> {
         .ok_or_else(|| BuildError::NotACrate(manifest.to_path_buf()))
 }
 
-/// Whether `dir` belongs to a workspace that defines the `plugin` profile.
+/// Whether the workspace `dir` belongs to (the nearest `[workspace]` above it, which may be
+/// the crate itself) defines the `plugin` profile.
 fn in_weir_workspace(dir: &Path) -> bool {
     dir.canonicalize().ok().is_some_and(|dir| {
-        dir.ancestors().any(|a| {
-            std::fs::read_to_string(a.join("Cargo.toml")).is_ok_and(|t| {
-                t.contains("[workspace]") && t.contains(&format!("[profile.{PLUGIN_PROFILE}]"))
-            })
-        })
+        dir.ancestors()
+            .filter_map(|a| std::fs::read_to_string(a.join("Cargo.toml")).ok())
+            .find(|t| t.contains("[workspace]"))
+            .is_some_and(|t| t.contains(&format!("[profile.{PLUGIN_PROFILE}]")))
     })
 }
 
