@@ -15,14 +15,26 @@ use parquet::arrow::ArrowWriter;
 use super::Outcome;
 use crate::extract::BatchStream;
 use crate::extract::file::{FileSource, FileSpec};
-use crate::plugin::build::{BuildOptions, build};
+use crate::plugin::build::{BuildOptions, Language, build};
 use crate::plugin::{Grants, Limits, PluginKind, RowPolicy, Runtime, StepPolicy};
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Build a plugin crate into a wasm32-wasip2 component; prints its path and sha256.
+    /// Make a new plugin project that builds and passes its own test.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Language,
+        /// Where to make it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a plugin project (Rust, JavaScript or Python) into a component; prints its path
+    /// and sha256.
     Build {
-        /// The plugin's directory (holding its Cargo.toml).
+        /// The plugin's directory (holding its Cargo.toml, package.json or pyproject.toml).
         dir: PathBuf,
     },
     /// Run a transform or validator over a CSV or Parquet file and show the result.
@@ -67,6 +79,9 @@ pub struct TestArgs {
     /// Write a transform's output to this Parquet file.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Fail unless a transform's output, written as CSV, is exactly this file.
+    #[arg(long)]
+    expect: Option<PathBuf>,
     /// Rows per batch.
     #[arg(long, default_value_t = 65_536)]
     batch_size: usize,
@@ -99,6 +114,17 @@ enum RowsArg {
 
 pub fn run(command: PluginCommand) -> anyhow::Result<Outcome> {
     match command {
+        PluginCommand::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            for file in crate::plugin::scaffold::new_project(&dir, &name, lang)? {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "next: host plugin build {0} && host plugin test {0} --input {0}/test/input.csv --expect {0}/test/expected.csv",
+                dir.display()
+            );
+            Ok(Outcome::Success)
+        }
         PluginCommand::Build { dir } => {
             let built = build(&dir, &BuildOptions::default())?;
             println!("{}", built.path.display());
@@ -182,6 +208,10 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
                 }
                 None => None,
             };
+            let mut csv = args
+                .expect
+                .as_ref()
+                .map(|_| arrow::csv::WriterBuilder::new().build(Vec::new()));
             let (mut rows_in, mut rows_out, mut batches, mut shown) = (0, 0, 0, Vec::new());
             let mut shown_rows = 0;
             for batch in input {
@@ -198,6 +228,9 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
                 if let Some(writer) = writer.as_mut() {
                     writer.write(&output)?;
                 }
+                if let Some(csv) = csv.as_mut() {
+                    csv.write(&output)?;
+                }
             }
             if let Some(writer) = writer {
                 writer.close()?;
@@ -210,12 +243,19 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
             if let Some(path) = &args.output {
                 println!("wrote {}", path.display());
             }
+            if let (Some(path), Some(csv)) = (&args.expect, csv) {
+                let expected = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let got = String::from_utf8(csv.into_inner())?;
+                compare_csv(&expected, &got, path)?;
+                println!("output matches {}", path.display());
+            }
             Ok(Outcome::Success)
         }
         PluginKind::Validator => {
-            if args.output.is_some() {
+            if args.output.is_some() || args.expect.is_some() {
                 bail!(
-                    "--output is for transforms; {} is a validator",
+                    "--output and --expect are for transforms; {} is a validator",
                     plugin.name()
                 );
             }
@@ -251,6 +291,25 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
             })
         }
     }
+}
+
+/// The first line where a transform's CSV output differs from the expected file.
+fn compare_csv(expected: &str, got: &str, path: &Path) -> anyhow::Result<()> {
+    let expected: Vec<&str> = expected.lines().collect();
+    let got: Vec<&str> = got.lines().collect();
+    for line in 0..expected.len().max(got.len()) {
+        let (want, have) = (expected.get(line), got.get(line));
+        if want != have {
+            bail!(
+                "the output differs from {} at line {}: expected {}, got {}",
+                path.display(),
+                line + 1,
+                want.map_or("the end of the file".to_string(), |l| format!("`{l}`")),
+                have.map_or("the end of the output".to_string(), |l| format!("`{l}`")),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The input file as one-file source (the same reader `host run` uses).

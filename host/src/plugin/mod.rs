@@ -20,6 +20,7 @@ mod limits;
 pub mod manifest;
 mod runtime;
 mod sandbox;
+pub mod scaffold;
 mod session;
 
 use std::sync::Arc;
