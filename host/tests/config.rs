@@ -361,8 +361,8 @@ path = "lake"
     assert_eq!(
         error_of(toml),
         "TMP/pipelines/orders.toml:12: steps[1].plugin: plugin `../plugins/no-such-validator` does not exist \
-         (looked at TMP/pipelines/../plugins/no-such-validator); expected a plugin crate directory (with \
-         Cargo.toml) or a .wasm component"
+         (looked at TMP/pipelines/../plugins/no-such-validator); expected a plugin project directory \
+         (Rust, JavaScript or Python) or a .wasm component"
     );
 }
 
@@ -384,9 +384,9 @@ path = "lake"
     );
     assert_eq!(
         project.error(&[]),
-        "TMP/pipelines/orders.toml:7: steps[0].plugin: plugin `../plugins` is a directory without Cargo.toml \
-         (looked at TMP/pipelines/../plugins); expected a plugin crate directory (with Cargo.toml) or a .wasm \
-         component"
+        "TMP/pipelines/orders.toml:7: steps[0].plugin: plugin `../plugins` is a directory without Cargo.toml, \
+         package.json or pyproject.toml (looked at TMP/pipelines/../plugins); expected a plugin project \
+         directory (Rust, JavaScript or Python) or a .wasm component"
     );
 }
 

@@ -38,9 +38,11 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a pipeline: extract what is new, transform, validate, load exactly once.
+    /// Run a pipeline: extract what is new, transform, validate, load exactly once. Several
+    /// pipelines run at once in one process, sharing tenants' limits.
     Run {
-        pipeline: PathBuf,
+        #[arg(required = true)]
+        pipeline: Vec<PathBuf>,
         /// Plain log lines instead of a progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -67,10 +69,18 @@ enum Command {
 }
 
 /// What a command found, beyond success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     Success,
-    ValidationFailed,
     Quarantined,
+    ValidationFailed,
+}
+
+impl Outcome {
+    /// The outcome of several runs: the worst of theirs.
+    pub fn worst(self, other: Outcome) -> Outcome {
+        self.max(other)
+    }
 }
 
 pub const EXIT_ERROR: u8 = 1;

@@ -1,6 +1,7 @@
 //! `host run`, `host validate` and `host plan`: a pipeline file in, a run or a report out.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -23,31 +24,83 @@ fn redacted(loaded: &config::LoadedPipeline, error: anyhow::Error) -> anyhow::Er
     anyhow::anyhow!(loaded.redact(&format!("{error:#}")))
 }
 
-pub fn run(file: &Path, quiet: bool) -> anyhow::Result<Outcome> {
-    let loaded = config::load(file)?;
+/// Run one pipeline, or several at once in this process: they share one plugin runtime, so
+/// tenants' limits (`max_instances`) hold across them, and one state database per directory.
+pub fn run(files: &[PathBuf], quiet: bool) -> anyhow::Result<Outcome> {
+    let loaded = files
+        .iter()
+        .map(|file| config::load(file))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A progress bar per pipeline would interleave: several print plain lines.
+    let quiet = quiet || files.len() > 1;
     let runtime = Runtime::new()?;
-    let outcome = tokio()?.block_on(async {
-        let mut plan = Plan::new(&loaded, &runtime, quiet).await?;
-        match engine::run(&mut plan, RunOptions { quiet }).await {
-            Ok(summary) => {
-                println!("{summary}");
-                if summary.rows_quarantined > 0 {
-                    eprintln!(
-                        "warning: {} rows failed checks and were quarantined",
-                        summary.rows_quarantined
-                    );
-                    return Ok(Outcome::Quarantined);
-                }
+    let tokio = tokio()?;
+    let mut states: HashMap<PathBuf, SledState> = HashMap::new();
+    let mut runs = Vec::new();
+    for (file, loaded) in files.iter().zip(loaded) {
+        let plan = tokio.block_on(Plan::new(&loaded, &runtime, quiet));
+        let plan = plan.map_err(|e| redacted(&loaded, anyhow::Error::from(e)))?;
+        let dir = std::path::absolute(&plan.state_dir)?;
+        let state = match states.get(&dir) {
+            Some(state) => state.clone(),
+            None => SledState::open(&dir)?,
+        };
+        states.insert(dir, state.clone());
+        runs.push((file.clone(), loaded, plan, state));
+    }
+    let handles: Vec<_> = runs
+        .into_iter()
+        .map(|(file, loaded, mut plan, state)| {
+            tokio.spawn(async move {
+                let result = engine::run(&mut plan, &state, RunOptions { quiet }).await;
+                (file, loaded, result)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        let (file, loaded, result) = tokio.block_on(handle)?;
+        outcomes.push(report(&file, &loaded, result));
+    }
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
+    if files.len() == 1 || failed == 0 {
+        return outcomes.pop().expect("one run per file").map(|o| {
+            // The worst of the runs' outcomes.
+            outcomes.into_iter().flatten().fold(o, Outcome::worst)
+        });
+    }
+    for error in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        eprintln!("error: {error:#}");
+    }
+    anyhow::bail!("{failed} of {} pipelines failed", files.len())
+}
+
+/// Print a finished run's summary; its outcome, or its error (secrets masked).
+fn report(
+    file: &Path,
+    loaded: &config::LoadedPipeline,
+    result: Result<engine::RunSummary, RunError>,
+) -> anyhow::Result<Outcome> {
+    let outcome = match result {
+        Ok(summary) => {
+            println!("{summary}");
+            if summary.rows_quarantined > 0 {
+                eprintln!(
+                    "warning: {} rows failed checks and were quarantined",
+                    summary.rows_quarantined
+                );
+                Ok(Outcome::Quarantined)
+            } else {
                 Ok(Outcome::Success)
             }
-            Err(e @ RunError::Validation(_)) => {
-                eprintln!("error: {}", loaded.redact(&e.to_string()));
-                Ok(Outcome::ValidationFailed)
-            }
-            Err(e) => Err(e).with_context(|| format!("pipeline {}", file.display())),
         }
-    });
-    outcome.map_err(|e| redacted(&loaded, e))
+        Err(e @ RunError::Validation(_)) => {
+            eprintln!("error: {}", loaded.redact(&e.to_string()));
+            Ok(Outcome::ValidationFailed)
+        }
+        Err(e) => Err(e).with_context(|| format!("pipeline {}", file.display())),
+    };
+    outcome.map_err(|e| redacted(loaded, e))
 }
 
 pub fn validate(file: &Path) -> anyhow::Result<Outcome> {

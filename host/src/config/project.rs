@@ -12,8 +12,15 @@
 //! [plugins]
 //! store = ".weir/plugins"                # the default; relative to weir.toml
 //! trusted_keys = ["ed25519:<base64 public key>"]
+//!
+//! [tenants.acme]                         # steps with `tenant = "acme"` (see plugin::tenant)
+//! memory_mib = 128                       # ceilings over the steps' own limits
+//! timeout_ms = 2000
+//! max_instances = 1                      # acme's plugin calls running at once
+//! cpu_ms_per_run = 60000                 # acme's plugin CPU time per pipeline run
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -22,6 +29,7 @@ use toml::de::DeTable;
 use super::ConfigError;
 use super::document::Index;
 use super::error::{Locator, syntax};
+use crate::plugin::TenantLimits;
 use crate::store::S3_SCHEME;
 
 pub const FILE_NAME: &str = "weir.toml";
@@ -40,6 +48,8 @@ pub struct ProjectFile {
     pub lake: Lake,
     #[serde(default)]
     pub plugins: Plugins,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantLimits>,
 }
 
 /// Installed plugins: where their components are kept, and whose signatures are trusted.

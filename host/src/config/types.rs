@@ -265,6 +265,9 @@ pub struct PluginStep {
     /// Run an installed plugin that is not signed by a trusted key.
     #[serde(default)]
     pub allow_unsigned: bool,
+    /// Whose plugin this is: the step is held to that tenant's limits (`[tenants.NAME]`
+    /// in `weir.toml`).
+    pub tenant: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -12,6 +12,7 @@ use super::types::{
     Check, DatabaseSource, FileSource, HttpSource, LoadMode, ModeName, OnFail, Pagination,
     Pipeline, PluginStep, S3Settings, Sink, Source, Step,
 };
+use crate::plugin::build::Language;
 use crate::registry::PluginRef;
 use crate::store::{Location, S3_SCHEME};
 
@@ -52,6 +53,7 @@ pub(super) fn validate(
     for (i, step) in pipeline.steps.iter().enumerate() {
         let (Step::Transform(plugin) | Step::Validate(plugin)) = step;
         plugin_path(plugin, base_dir, project, &format!("steps[{i}].plugin"), at)?;
+        tenant(plugin, project, &format!("steps[{i}]"), at)?;
     }
     for (i, check) in pipeline.checks.iter().enumerate() {
         builtin_check(check.get_ref(), &format!("checks[{i}]"), at)?;
@@ -332,6 +334,63 @@ fn postgres_url(url: &str, key: &str, at: &Locator<'_>) -> Result<(), ConfigErro
     ))
 }
 
+/// A step's tenant must be one the project defines, and the step may not ask for more than
+/// the tenant's ceilings.
+fn tenant(
+    step: &PluginStep,
+    project: Option<&Project>,
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let Some(name) = &step.tenant else {
+        return Ok(());
+    };
+    let name = name.get_ref();
+    let key_tenant = format!("{key}.tenant");
+    let Some(project) = project else {
+        return Err(at.at_key(
+            &key_tenant,
+            format!(
+                "tenant `{name}` needs a project file: a `{FILE_NAME}` beside the pipeline or above it, with a [tenants.{name}] table"
+            ),
+        ));
+    };
+    let tenants = &project.settings.tenants;
+    let Some(limits) = tenants.get(name) else {
+        let known = tenants.keys().map(String::as_str).collect::<Vec<_>>();
+        return Err(at.at_key(
+            &key_tenant,
+            format!(
+                "unknown tenant `{name}`: {} defines {}",
+                project.file.display(),
+                if known.is_empty() {
+                    "no [tenants.NAME] tables".to_string()
+                } else {
+                    format!("tenants {}", known.join(", "))
+                }
+            ),
+        ));
+    };
+    let ceilings = [
+        ("memory_mib", step.limits.memory_mib, limits.memory_mib),
+        ("timeout_ms", step.limits.timeout_ms, limits.timeout_ms),
+    ];
+    for (limit, asked, ceiling) in ceilings {
+        if let (Some(asked), Some(ceiling)) = (asked, ceiling)
+            && asked > ceiling
+        {
+            return Err(at.at_key(
+                &format!("{key}.limits.{limit}"),
+                format!(
+                    "{asked} is over tenant `{name}`'s ceiling of {ceiling} ({} [tenants.{name}])",
+                    project.file.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A plugin is an installed plugin's name (looked up in the project's `weir.lock` when the
 /// pipeline is planned), a crate directory (built on first use) or a `.wasm` component.
 fn plugin_path(
@@ -355,12 +414,13 @@ fn plugin_path(
         return Ok(());
     }
     let path = base_dir.join(written);
-    let expected = "expected a plugin crate directory (with Cargo.toml) or a .wasm component";
+    let expected =
+        "expected a plugin project directory (Rust, JavaScript or Python) or a .wasm component";
     let problem = if path.is_dir() {
-        if path.join("Cargo.toml").is_file() {
+        if Language::detect(&path).is_ok() {
             return Ok(());
         }
-        "is a directory without Cargo.toml"
+        "is a directory without Cargo.toml, package.json or pyproject.toml"
     } else if path.is_file() {
         if path.extension().is_some_and(|ext| ext == "wasm") {
             return Ok(());

@@ -14,7 +14,7 @@ mod fault;
 mod summary;
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,8 +30,8 @@ use crate::extract::incremental::CursorFilter;
 use crate::extract::{CursorRange, ExtractError, Part};
 use crate::load::LoadError;
 use crate::observe::Progress;
-use crate::plan::{Plan, RAW_PARTITION};
-use crate::plugin::{PluginError, TransformSession, ValidateSession};
+use crate::plan::{Plan, PlannedStep, RAW_PARTITION};
+use crate::plugin::{PluginError, TenantRun, TransformSession, ValidateSession};
 use crate::schedule::retry::{Transient, retry};
 use crate::state::{
     FileFingerprint, PendingLoad, RunRecord, RunStatus, SledState, StateError, StateStore,
@@ -74,14 +74,18 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
-/// Run the pipeline to completion (retrying transient failures per its retry policy).
-pub async fn run(plan: &mut Plan, options: RunOptions) -> Result<RunSummary, RunError> {
-    let state = SledState::open(&plan.state_dir)?;
+/// Run the pipeline to completion (retrying transient failures per its retry policy), with
+/// its state in `state` (the database in `plan.state_dir`).
+pub async fn run(
+    plan: &mut Plan,
+    state: &SledState,
+    options: RunOptions,
+) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let started_at = now();
     let policy = plan.retry;
     let what = format!("pipeline `{}`", plan.name);
-    let result = retry(&policy, &what, |_| attempt(plan, &state, options)).await;
+    let result = retry(&policy, &what, |_| attempt(plan, state, options)).await;
     match result {
         Ok(summary) => Ok(summary.finished(started)),
         Err(error) => {
@@ -231,16 +235,30 @@ async fn attempt(
     }
     let fault = Fault::from_env();
     let mut progress = Progress::new(options.quiet, &plan.name);
-    let mut transforms: Vec<TransformSession> = plan
-        .transforms
-        .iter()
-        .map(|s| s.plugin.transform_session(&s.config_json, s.policy))
-        .collect::<Result<_, _>>()?;
-    let mut validators: Vec<ValidateSession> = plan
-        .validators
-        .iter()
-        .map(|s| s.plugin.validate_session(&s.config_json, s.policy))
-        .collect::<Result<_, _>>()?;
+    // Each tenant's CPU budget is for the whole run: its steps share one account.
+    let mut accounts: HashMap<String, TenantRun> = HashMap::new();
+    let mut account = |step: &PlannedStep| {
+        step.tenant.as_ref().map(|t| {
+            accounts
+                .entry(t.name().to_string())
+                .or_insert_with(|| t.start_run())
+                .clone()
+        })
+    };
+    let mut transforms: Vec<TransformSession> = Vec::new();
+    for step in &plan.transforms {
+        let session = step
+            .plugin
+            .transform_session(&step.config_json, step.policy)?;
+        transforms.push(session.with_tenant(account(step)));
+    }
+    let mut validators: Vec<ValidateSession> = Vec::new();
+    for step in &plan.validators {
+        let session = step
+            .plugin
+            .validate_session(&step.config_json, step.policy)?;
+        validators.push(session.with_tenant(account(step)));
+    }
     let mut checker = Checker::new(&plan.checks);
     // Sources that select by cursor read only `range`; the others are filtered here.
     let range = CursorRange {

@@ -19,7 +19,7 @@ use crate::load::parquet::ParquetSink;
 use crate::load::postgres::PostgresSink;
 use crate::load::sqlite::SqliteSink;
 use crate::plugin::build::{BuildOptions, build};
-use crate::plugin::{Plugin, PluginKind, Runtime, StepPolicy};
+use crate::plugin::{Plugin, PluginKind, Runtime, StepPolicy, Tenant};
 use crate::registry::{PluginRef, Store};
 use crate::store::Location;
 
@@ -47,6 +47,8 @@ pub struct PlannedStep {
     pub plugin: Plugin,
     pub config_json: String,
     pub policy: StepPolicy,
+    /// Whose plugin it is; its calls pass through that tenant's gate and budget.
+    pub tenant: Option<Tenant>,
 }
 
 pub struct Plan {
@@ -83,7 +85,7 @@ impl Plan {
                 Step::Validate(s) => (PluginKind::Validator, s),
             };
             let label = format!("steps[{index}] ({})", step.plugin.get_ref());
-            let (plugin, policy) =
+            let (plugin, policy, tenant) =
                 load_step(runtime, loaded, step, quiet).map_err(|message| PlanError::Plugin {
                     step: label.clone(),
                     message,
@@ -103,6 +105,7 @@ impl Plan {
                 plugin,
                 config_json: crate::config::plugin_config_json(step),
                 policy,
+                tenant,
             };
             match wanted {
                 PluginKind::Transformer => transforms.push(planned),
@@ -230,14 +233,15 @@ fn parquet_sink(
 }
 
 /// A step's plugin, installed (checked against the lock and its signature) or from a path,
-/// and the policy it runs under: the step's limits over the manifest's, and its grants, which
-/// must cover every capability the component imports.
+/// the policy it runs under (the step's limits over the manifest's, held to its tenant's
+/// ceilings, and its grants, which must cover every capability the component imports), and
+/// its tenant.
 fn load_step(
     runtime: &Runtime,
     loaded: &LoadedPipeline,
     step: &PluginStep,
     quiet: bool,
-) -> Result<(Plugin, StepPolicy), String> {
+) -> Result<(Plugin, StepPolicy, Option<Tenant>), String> {
     let plugin = match PluginRef::parse(step.plugin.get_ref()) {
         PluginRef::Path(path) => load_plugin(runtime, &loaded.resolve(path), quiet)?,
         PluginRef::Installed { name, version } => {
@@ -253,12 +257,25 @@ fn load_step(
     plugin
         .check_grants(&step.grants)
         .map_err(|e| e.to_string())?;
+    let tenant = step.tenant.as_ref().map(|name| {
+        let name = name.get_ref();
+        let limits = loaded
+            .project
+            .as_ref()
+            .and_then(|p| p.settings.tenants.get(name))
+            .expect("validation requires the project to define the tenant");
+        runtime.tenant(name, limits)
+    });
+    let mut limits = step.limits.over(plugin.default_limits());
+    if let Some(tenant) = &tenant {
+        limits = tenant.limits().cap(limits);
+    }
     let policy = StepPolicy {
-        limits: step.limits.over(plugin.default_limits()),
+        limits,
         grants: step.grants,
         rows: step.rows,
     };
-    Ok((plugin, policy))
+    Ok((plugin, policy, tenant))
 }
 
 /// A plugin from a crate directory (built first) or a `.wasm` component.
@@ -409,7 +426,7 @@ pub async fn check(loaded: &LoadedPipeline, runtime: &Runtime) -> Result<Report,
     for (index, step) in pipeline.steps.iter().enumerate() {
         let (Step::Transform(s) | Step::Validate(s)) = step;
         let label = format!("steps[{index}] ({})", s.plugin.get_ref());
-        let (plugin, policy) =
+        let (plugin, policy, _tenant) =
             load_step(runtime, loaded, s, true).map_err(|message| PlanError::Plugin {
                 step: label.clone(),
                 message,

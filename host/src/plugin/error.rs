@@ -33,6 +33,10 @@ impl fmt::Display for PluginError {
 pub enum Cause {
     #[error("it ran past its time budget of {0:?} and was stopped")]
     Timeout(Duration),
+    #[error(
+        "tenant `{tenant}` used up its CPU time for this run ({budget_ms} ms, `cpu_ms_per_run` in weir.toml [tenants.{tenant}]) and the call was stopped"
+    )]
+    TenantCpu { tenant: String, budget_ms: u64 },
     #[error("it tried to grow its memory to {wanted_mib} MiB, over its cap of {cap_mib} MiB")]
     MemoryCap { wanted_mib: u64, cap_mib: u64 },
     #[error("it overflowed its stack (recursion too deep)")]

@@ -22,6 +22,7 @@ mod runtime;
 mod sandbox;
 pub mod scaffold;
 mod session;
+mod tenant;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use limits::{Grants, LimitOverrides, Limits, RowPolicy, StepPolicy};
 pub use manifest::{Capability, Manifest};
 pub use runtime::{Runtime, RuntimeError};
 pub use session::{TransformSession, ValidateSession};
+pub use tenant::{Tenant, TenantLimits, TenantRun};
 
 use bindings::transformer::TransformerPre;
 use bindings::validator::ValidatorPre;

@@ -14,6 +14,7 @@ use super::cache::ComponentCache;
 use super::error::{Cause, PluginError};
 use super::manifest::Manifest;
 use super::sandbox::{Import, StoreState, TYPES_INTERFACE, classify};
+use super::tenant::{Tenant, TenantLimits, Tenants};
 use super::{Plugin, PluginKind};
 
 /// The wasmtime engine could not be set up (an unsupported CPU or configuration).
@@ -36,6 +37,7 @@ pub struct Runtime {
     pub(super) engine: Engine,
     linker: Arc<Linker<StoreState>>,
     cache: Option<Arc<ComponentCache>>,
+    tenants: Arc<Tenants>,
 }
 
 impl Runtime {
@@ -63,7 +65,14 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             cache,
+            tenants: Arc::default(),
         })
+    }
+
+    /// The tenant `name` of this process (see [`super::tenant`]); every pipeline run with
+    /// this runtime shares its gate.
+    pub fn tenant(&self, name: &str, limits: &TenantLimits) -> Tenant {
+        self.tenants.get(name, limits)
     }
 
     /// Load a component file: hash it, compile it (or take it from the cache), check its

@@ -10,14 +10,13 @@ use super::bindings::{CheckResult, ErrorKind, GuestError};
 use super::error::Cause;
 use super::runtime::EPOCH_TICK;
 use super::sandbox::StoreState;
+use super::tenant::TenantRun;
 use super::{Plugin, PluginError, Pre, StepPolicy, ipc};
 
 pub(super) fn new_store(engine: &Engine, policy: &StepPolicy) -> Store<StoreState> {
     let mut store = Store::new(engine, StoreState::new(&policy.limits, &policy.grants));
     store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();
-    // Instantiation runs guest code (start functions) too: it gets one call's budget.
-    store.set_epoch_deadline(ticks(policy));
     store
 }
 
@@ -62,6 +61,7 @@ struct Session<W> {
     plugin: Plugin,
     config: String,
     policy: StepPolicy,
+    tenant: Option<TenantRun>,
     live: Option<Live<W>>,
 }
 
@@ -71,7 +71,38 @@ impl<W: World> Session<W> {
             plugin,
             config: config.to_string(),
             policy,
+            tenant: None,
             live: None,
+        }
+    }
+
+    /// Run one guest call (instantiation included) through the tenant's gate, if any, under
+    /// a deadline of the call's budget or what is left of the tenant's CPU time, if less.
+    fn governed<R>(
+        &mut self,
+        batch: Option<u64>,
+        f: impl FnOnce(&mut Self, u64) -> Result<R, PluginError>,
+    ) -> Result<R, PluginError> {
+        let Some(run) = self.tenant.clone() else {
+            return f(self, ticks(&self.policy.limits.timeout()));
+        };
+        let budget = run.remaining();
+        let cause = || Cause::TenantCpu {
+            tenant: run.tenant().name().to_string(),
+            budget_ms: run.tenant().limits().cpu_ms_per_run.unwrap_or_default(),
+        };
+        if budget.is_some_and(|left| left.is_zero()) {
+            return Err(self.plugin.error(batch, cause()));
+        }
+        let timeout = self.policy.limits.timeout();
+        let deadline = budget.map_or(timeout, |left| left.min(timeout));
+        let result = run.call(|| f(self, ticks(&deadline)));
+        match result {
+            // Stopped by the tenant's budget rather than the call's own.
+            Err(e) if matches!(e.cause, Cause::Timeout(_)) && deadline < timeout => {
+                Err(self.plugin.error(batch, cause()))
+            }
+            other => other,
         }
     }
 
@@ -83,17 +114,34 @@ impl<W: World> Session<W> {
         f: impl FnOnce(&W, &mut Store<StoreState>) -> CallResult<R>,
     ) -> Result<R, PluginError> {
         if self.live.is_none() {
-            let mut store = new_store(&self.plugin.0.engine, &self.policy);
-            let started = W::instantiate(&self.plugin.0.pre, &mut store)
-                .and_then(|guest| Ok((guest.init(&mut store, &self.config)?, guest)));
-            match started {
-                Ok((Ok(()), guest)) => self.live = Some(Live { store, guest }),
-                Ok((Err(e), _)) => return Err(self.plugin.error(None, returned(e))),
-                Err(e) => return Err(self.plugin.error(None, classify(&e, &store, &self.policy))),
-            }
+            self.governed(None, |session, ticks| session.start(ticks))?;
         }
-        let live = self.live.as_mut().expect("just created");
-        let ticks = ticks(&self.policy);
+        self.governed(batch, |session, ticks| session.call_live(batch, ticks, f))
+    }
+
+    /// Instantiate the plugin and `init` it with the step's config.
+    fn start(&mut self, ticks: u64) -> Result<(), PluginError> {
+        let mut store = new_store(&self.plugin.0.engine, &self.policy);
+        store.set_epoch_deadline(ticks);
+        let started = W::instantiate(&self.plugin.0.pre, &mut store)
+            .and_then(|guest| Ok((guest.init(&mut store, &self.config)?, guest)));
+        match started {
+            Ok((Ok(()), guest)) => {
+                self.live = Some(Live { store, guest });
+                Ok(())
+            }
+            Ok((Err(e), _)) => Err(self.plugin.error(None, returned(e))),
+            Err(e) => Err(self.plugin.error(None, classify(&e, &store, &self.policy))),
+        }
+    }
+
+    fn call_live<R>(
+        &mut self,
+        batch: Option<u64>,
+        ticks: u64,
+        f: impl FnOnce(&W, &mut Store<StoreState>) -> CallResult<R>,
+    ) -> Result<R, PluginError> {
+        let live = self.live.as_mut().expect("started before a call");
         live.store.set_epoch_deadline(ticks);
         let outcome = f(&live.guest, &mut live.store);
         match outcome {
@@ -112,8 +160,8 @@ impl<W: World> Session<W> {
     }
 }
 
-fn ticks(policy: &StepPolicy) -> u64 {
-    (policy.limits.timeout().as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+fn ticks(budget: &std::time::Duration) -> u64 {
+    (budget.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
 }
 
 fn returned(e: GuestError) -> Cause {
@@ -174,6 +222,12 @@ impl TransformSession {
             declared: None,
             batches: 0,
         }
+    }
+
+    /// Run this step's calls as the tenant's, within its limits for the run.
+    pub fn with_tenant(mut self, run: Option<TenantRun>) -> Self {
+        self.session.tenant = run;
+        self
     }
 
     pub fn plugin(&self) -> &Plugin {
@@ -244,6 +298,12 @@ impl ValidateSession {
             session: Session::new(plugin, config, policy),
             batches: 0,
         }
+    }
+
+    /// As [`TransformSession::with_tenant`].
+    pub fn with_tenant(mut self, run: Option<TenantRun>) -> Self {
+        self.session.tenant = run;
+        self
     }
 
     pub fn plugin(&self) -> &Plugin {

@@ -27,7 +27,8 @@ const FILE_PREFIX: &[u8] = b"file/";
 const RUN_PREFIX: &[u8] = b"run/";
 
 /// Run state in a sled database directory. sled locks the directory for as long as this is
-/// open, so one process at a time can use it.
+/// open, so one process at a time can use it; pipelines run by one process share a clone.
+#[derive(Clone)]
 pub struct SledState {
     db: ::sled::Db,
     dir: PathBuf,
