@@ -19,3 +19,7 @@ bench:
 # Everything CI does.
 ci:
     .ci/run
+
+# The crash harness at full size: 500 kill -9s per sink (CI runs 50); figures land in RELIABILITY.md.
+chaos:
+    WEIR_CHAOS_KILLS=500 cargo test --release --test chaos -- --nocapture

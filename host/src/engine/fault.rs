@@ -1,19 +1,50 @@
-//! Fault injection for the crash tests: `WEIR_FAULT=<point>` makes the process abort (no
+//! Fault injection for the crash tests. `WEIR_FAULT=<point>` makes the process abort (no
 //! destructors, no flushes: as close to `kill -9` as a process can do to itself) when the
-//! run reaches that point. Points: `before_sink_commit`, `after_first_sink_commit`,
-//! `after_sink_commit` (all sinks committed, state not yet).
+//! run reaches that point; `<point>@<n>` the n-th time it does. With `WEIR_FAULT_TRACE=1`
+//! the run prints `weir: phase <point>` each time it enters a phase, so a test that kills it
+//! at a random moment can tell which phase the kill fell in.
+//!
+//! Points, in the order a run reaches them: `extract` (a batch was read), `plugin` (a
+//! transform call starts), `sink_write` (a batch goes to the sinks), `before_sink_commit`,
+//! `after_first_sink_commit`, `after_sink_commit` (all sinks committed, state not yet),
+//! `state_committed`.
 
-pub struct Fault(Option<String>);
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct Fault {
+    point: Option<(String, u64)>,
+    trace: bool,
+    reached: AtomicU64,
+}
 
 impl Fault {
     pub fn from_env() -> Fault {
-        Fault(std::env::var("WEIR_FAULT").ok().filter(|v| !v.is_empty()))
+        let point = std::env::var("WEIR_FAULT")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| match v.split_once('@') {
+                Some((point, n)) => (point.to_string(), n.parse().unwrap_or(1)),
+                None => (v, 1),
+            });
+        Fault {
+            point,
+            trace: std::env::var_os("WEIR_FAULT_TRACE").is_some_and(|v| v == "1"),
+            reached: AtomicU64::new(0),
+        }
     }
 
     pub fn at(&self, point: &str) {
-        if self.0.as_deref() == Some(point) {
-            eprintln!("weir: injected fault at {point}: aborting");
-            std::process::abort();
+        if self.trace {
+            eprintln!("weir: phase {point}");
+        }
+        let Some((target, n)) = &self.point else {
+            return;
+        };
+        if target == point {
+            if self.reached.fetch_add(1, Ordering::Relaxed) + 1 == *n {
+                eprintln!("weir: injected fault at {point}: aborting");
+                std::process::abort();
+            }
         }
     }
 }

@@ -291,6 +291,7 @@ async fn attempt(
             let mut batches = plan.source.read(part, &range).await?;
             while let Some(batch) = batches.next().await {
                 let mut batch = batch?;
+                fault.at("extract");
                 if let Some(cursor) = cursor.as_mut() {
                     batch = cursor.apply(batch)?;
                 }
@@ -303,6 +304,7 @@ async fn attempt(
                     raw.send(with_load_date(&batch, &window.load_date)).await?;
                 }
                 for session in &mut transforms {
+                    fault.at("plugin");
                     batch = tokio::task::block_in_place(|| session.transform(&batch))?;
                 }
                 summary.rows_rejected += (read - batch.num_rows()) as u64;
@@ -342,6 +344,7 @@ async fn attempt(
                     continue; // keep checking, to report every failure; nothing will be written
                 }
                 if good.num_rows() > 0 {
+                    fault.at("sink_write");
                     for sink in &mut sinks {
                         sink.send(good.clone()).await?;
                     }
@@ -434,6 +437,7 @@ async fn attempt(
         &files,
         &summary.record(run_id(), now()),
     )?;
+    fault.at("state_committed");
     Ok(summary)
 }
 
