@@ -315,8 +315,10 @@ fn null_cursors_fail_the_run_naming_the_column() {
     );
 }
 
+/// The password must be in no log line (JSON logs at debug level), error, run report or byte
+/// of the state database.
 #[test]
-fn a_password_in_the_url_never_appears_in_errors_or_state() {
+fn a_password_in_the_url_never_appears_in_logs_errors_or_state() {
     let pg = PgServer::start();
     shop(&pg);
     let project = Project::new();
@@ -335,12 +337,27 @@ fn a_password_in_the_url_never_appears_in_errors_or_state() {
         .replace("[[steps]]", "[retry]\nattempts = 1\n\n[[steps]]");
     std::fs::write(&pipeline, text).unwrap();
     let out = common::host()
-        .args(["run", "--quiet"])
+        .args(["--log-format", "json", "run", "--quiet"])
         .arg(&pipeline)
         .env("PG_SECRET", secret)
+        .env("WEIR_LOG", "debug")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("\"level\":\"DEBUG\""), "debug logs: {}", stderr(&out));
+    let state = project.dir.path().join(".weir/state");
+    assert!(state.is_dir(), "the failed run is recorded in the state");
+    for file in glob::glob(&format!("{}/**/*", state.display())).unwrap() {
+        let file = file.unwrap();
+        if file.is_file() {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the password",
+                file.display()
+            );
+        }
+    }
     let runs = common::host()
         .args(["runs"])
         .arg(&pipeline)
