@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::postgres::PgServer;
@@ -373,8 +372,6 @@ fn run_sink(sink: &str, cases: Vec<Case>) {
 
 /// Rewrite this sink's section of RELIABILITY.md with the figures of this run.
 fn report(sink: &str, modes: &str, tally: &Tally, took: Duration) {
-    static FILE: Mutex<()> = Mutex::new(());
-    let _lock = FILE.lock().unwrap_or_else(|e| e.into_inner());
     let phases = tally
         .phases
         .iter()
@@ -392,18 +389,7 @@ fn report(sink: &str, modes: &str, tally: &Tally, took: Duration) {
         tally.worst_recovery.as_secs_f64(),
         took.as_secs_f64(),
     );
-    let path = common::workspace_root().join("RELIABILITY.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let begin = format!("<!-- chaos:{sink}:begin -->");
-    let end = format!("<!-- chaos:{sink}:end -->");
-    let updated = match (text.find(&begin), text.find(&end)) {
-        (Some(b), Some(e)) if b < e => {
-            format!("{}{begin}\n{row}\n{}", &text[..b], &text[e..])
-        }
-        _ => format!("{text}{begin}\n{row}\n{end}\n"),
-    };
-    std::fs::write(&path, updated).unwrap();
-    println!("{row}");
+    common::reliability::write_section(&format!("chaos:{sink}"), &[row]);
 }
 
 #[test]

@@ -344,7 +344,11 @@ fn a_password_in_the_url_never_appears_in_logs_errors_or_state() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("\"level\":\"DEBUG\""), "debug logs: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\"level\":\"DEBUG\""),
+        "debug logs: {}",
+        stderr(&out)
+    );
     let state = project.dir.path().join(".weir/state");
     assert!(state.is_dir(), "the failed run is recorded in the state");
     for file in glob::glob(&format!("{}/**/*", state.display())).unwrap() {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod http_api;
 pub mod pipeline;
 pub mod postgres;
+pub mod reliability;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub struct Components {
     pub orders_transform: PathBuf,
     pub orders_validator: PathBuf,
     pub hostile: PathBuf,
+    pub hostile_validator: PathBuf,
 }
 
 /// Build every plugin crate once per test binary, in one cargo call (into cargo's own target
@@ -39,6 +41,7 @@ pub fn components() -> &'static Components {
             "plugins/orders-transform",
             "plugins/orders-validator",
             "tests/hostile",
+            "tests/hostile-validator",
         ]
         .map(|d| root.join(d));
         let options = BuildOptions {
@@ -51,6 +54,7 @@ pub fn components() -> &'static Components {
             orders_transform: paths.next().unwrap(),
             orders_validator: paths.next().unwrap(),
             hostile: paths.next().unwrap(),
+            hostile_validator: paths.next().unwrap(),
         }
     })
 }

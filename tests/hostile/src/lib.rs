@@ -3,8 +3,11 @@
 //! unchanged, so a test can show that the very next call on the same session succeeds.
 //!
 //! Attacks: `loop`, `memory_bomb`, `recursion`, `native_recursion`, `panic`, `trap`, `garbage` (output that is
-//! not Arrow IPC), `extra_rows`, `schema_lie` (a column it never declared), `snoop` (reports
-//! what it could see of files, environment and clock, as a one-row batch).
+//! not Arrow IPC), `extra_rows`, `schema_lie` (a column it never declared), `nullable_lie`
+//! (nulls in a column it declares not null), `huge_output` (a 1 GiB batch), `near_cap:<MiB>`
+//! (allocates and frees that much, then passes the batch through), `spin:<n>` (n million
+//! iterations of busy work, then passes the batch through), `snoop` (reports what it could
+//! see of files, environment and clock, as a one-row batch).
 
 use std::sync::Arc;
 
@@ -92,6 +95,36 @@ fn attack(batch: RecordBatch) -> Result<RecordBatch, Error> {
                 Arc::new(Schema::new(fields)),
                 columns,
             )?)
+        }
+        Some("nullable_lie") => {
+            // `id` is declared not null (as the input says) but the output holds nulls.
+            let mut columns = batch.columns().to_vec();
+            columns[0] = Arc::new(Int64Array::from(vec![None; batch.num_rows()]));
+            // SAFETY: the lie is the point; only the host's validation stands in the way.
+            Ok(unsafe { RecordBatch::new_unchecked(batch.schema(), columns, batch.num_rows()) })
+        }
+        Some("huge_output") => {
+            let text = StringArray::from(vec![Some("x".repeat(1 << 30).as_str())]);
+            let schema = Schema::new(vec![Field::new("huge", DataType::Utf8, true)]);
+            Ok(RecordBatch::try_new(
+                Arc::new(schema),
+                vec![Arc::new(text)],
+            )?)
+        }
+        Some(other) if other.starts_with("near_cap:") => {
+            let mib: usize = other["near_cap:".len()..].parse().unwrap_or(0);
+            let hoard = vec![1u8; mib << 20];
+            std::hint::black_box(&hoard);
+            Ok(batch)
+        }
+        Some(other) if other.starts_with("spin:") => {
+            let millions: u64 = other["spin:".len()..].parse().unwrap_or(0);
+            let mut x = 0u64;
+            for i in 0..millions * 1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            std::hint::black_box(x);
+            Ok(batch)
         }
         Some(other) => Err(Error::input(format!("unknown attack `{other}`"))),
     }
