@@ -23,3 +23,8 @@ ci:
 # The crash harness at full size: 500 kill -9s per sink (CI runs 50); figures land in RELIABILITY.md.
 chaos:
     WEIR_CHAOS_KILLS=500 cargo test --release --test chaos -- --nocapture
+
+# Fuzz each target (pipeline files, plugin output, CSV/NDJSON) for SECONDS; CI runs 60 each.
+fuzz seconds="600":
+    .ci/ensure-fuzz
+    scripts/fuzz {{seconds}}

@@ -19,6 +19,8 @@
 //! - [`store`] — which object store a path means (local directory or `s3://bucket/prefix`)
 //!   and opening it; file sources and the Parquet sink read and write through it.
 //! - [`cli`] — the `host` command line, one file per command group.
+//! - `fuzz` — the entry points of the fuzz targets in `fuzz/` (pipeline files, plugin
+//!   output, CSV/NDJSON).
 //!
 //! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.0`); plugin authors
 //! write against the `weir-sdk` crate.
@@ -27,6 +29,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod lake;
 pub mod load;
 pub mod observe;

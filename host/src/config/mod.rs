@@ -121,9 +121,18 @@ pub fn load_with_env(
         path: path.to_path_buf(),
         source,
     })?;
+    load_str(path, &src, env)
+}
+
+/// [`load_with_env`] of `src`, as if it were the file at `path` (which is not read).
+pub fn load_str(
+    path: &Path,
+    src: &str,
+    env: impl Fn(&str) -> Result<String, VarError>,
+) -> Result<LoadedPipeline, ConfigError> {
     let base_dir = base_dir(path);
     let project = project::Project::find(&base_dir)?;
-    let (pipeline, modes, secrets) = parse(path, &src, &base_dir, project.as_ref(), &env)?;
+    let (pipeline, modes, secrets) = parse(path, src, &base_dir, project.as_ref(), &env)?;
     Ok(LoadedPipeline {
         path: path.to_path_buf(),
         base_dir,

@@ -8,7 +8,7 @@ pub mod incremental;
 mod object_reader;
 pub mod postgres;
 pub mod sqlite;
-mod text;
+pub(crate) mod text;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;

@@ -15,13 +15,13 @@ mod bindings;
 pub mod build;
 mod cache;
 mod error;
-mod ipc;
+pub(crate) mod ipc;
 mod limits;
 pub mod manifest;
 mod runtime;
 mod sandbox;
 pub mod scaffold;
-mod session;
+pub(crate) mod session;
 mod tenant;
 
 use std::sync::Arc;

@@ -331,7 +331,7 @@ impl ValidateSession {
 }
 
 /// What differs between the declared and the actual schema, field by field.
-fn schema_difference(declared: &Schema, actual: &Schema) -> Option<String> {
+pub(crate) fn schema_difference(declared: &Schema, actual: &Schema) -> Option<String> {
     let mut differences = Vec::new();
     for field in declared.fields() {
         match actual.field_with_name(field.name()) {
