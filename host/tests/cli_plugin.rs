@@ -29,11 +29,11 @@ fn plugin_build_prints_the_component_and_its_sha256() {
 }
 
 #[test]
-fn plugin_build_of_a_directory_without_a_crate_says_so() {
+fn plugin_build_of_a_directory_without_a_plugin_project_says_so() {
     let out = host(&["plugin", "build", "pipelines"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("pipelines has no Cargo.toml"),
+        stderr(&out).contains("pipelines is not a plugin project: it has no Cargo.toml (Rust), package.json (JavaScript) or pyproject.toml (Python)"),
         "{}",
         stderr(&out)
     );
