@@ -6,6 +6,8 @@
 //! `$WEIR_TOOLCHAINS` or `~/.cache/weir/toolchains`).
 
 mod common;
+#[path = "../benches/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +45,8 @@ fn build_python(dir: &Path) -> PathBuf {
 
 fn python_orders() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| build_python(&common::workspace_root().join("plugins/orders-transform-py")))
+    BUILT
+        .get_or_init(|| build_python(&common::workspace_root().join("plugins/orders-transform-py")))
 }
 
 /// xorshift: deterministic input, so a failure reproduces.
@@ -96,8 +99,23 @@ fn order_date(g: &mut Gen) -> Option<String> {
                 ",5",
             ];
             const SUFFIXES: &[&str] = &[
-                "", "Z", "z", "+05:30", "-0800", "+05", "-23:59", "+24:00", "+05:99", " +05:00",
-                "\u{a0}-01:00", " Z", "ZZ", "UTC", "+5:30", "é", " ",
+                "",
+                "Z",
+                "z",
+                "+05:30",
+                "-0800",
+                "+05",
+                "-23:59",
+                "+24:00",
+                "+05:99",
+                " +05:00",
+                "\u{a0}-01:00",
+                " Z",
+                "ZZ",
+                "UTC",
+                "+5:30",
+                "é",
+                " ",
             ];
             let mut s = format!(
                 "{}-{:02}-{:02}{}{}{}{}",
@@ -172,7 +190,9 @@ fn python_orders_transform_gives_exactly_the_rust_plugins_batches() {
             py_session.output_schema(batch.schema_ref()).unwrap(),
             rust_session.output_schema(batch.schema_ref()).unwrap()
         );
-        let from_python = py_session.transform(&batch).unwrap_or_else(|e| panic!("{e}"));
+        let from_python = py_session
+            .transform(&batch)
+            .unwrap_or_else(|e| panic!("{e}"));
         let from_rust = rust_session.transform(&batch).unwrap();
         assert_eq!(from_python.schema(), from_rust.schema());
         for (i, field) in from_rust.schema().fields().iter().enumerate() {
@@ -219,7 +239,10 @@ fn python_orders_transform_fails_on_the_same_bad_date_as_rust_when_asked() {
     let ns: TimestampNanosecondArray =
         vec![Some(1_700_000_000_123_456_789), None, Some(-1_999)].into();
     let batch = RecordBatch::try_from_iter([
-        ("customer_id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        (
+            "customer_id",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        ),
         ("amount", Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0]))),
         ("exchange_rate", Arc::new(Float64Array::from(vec![1.0; 3]))),
         ("order_date", Arc::new(ns)),
@@ -273,53 +296,213 @@ fn python_template_builds_and_passes_its_own_test_through_the_cli() {
     assert!(out.contains("output matches"), "{out}");
 }
 
-#[test]
-fn a_python_exception_is_a_plugin_error_naming_the_plugin_and_the_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("raiser");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(
-        dir.join("pyproject.toml"),
-        "[project]\nname = \"raiser\"\nversion = \"0.1.0\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("app.py"),
-        r#"from weir_sdk import InvalidConfig, Table, Transform, export
+/// A small Python plugin: it echoes its input, or raises as its settings say.
+fn probe() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &BUILT
+        .get_or_init(|| {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("probe");
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(
+                dir.join("pyproject.toml"),
+                "[project]\nname = \"probe\"\nversion = \"0.1.0\"\n",
+            )
+            .unwrap();
+            std::fs::write(dir.join("app.py"), PROBE).unwrap();
+            let path = build_python(&dir);
+            (tmp, path)
+        })
+        .1
+}
+
+const PROBE: &str = r#"from weir_sdk import InvalidConfig, Table, Transform, export
 
 
 @export
-class Raiser(Transform):
+class Probe(Transform):
     def init(self, config):
         if "bad" in config:
             raise InvalidConfig("`bad` is not a setting")
+        self.fail = config.get("raise", False)
 
     def transform(self, table: Table) -> Table:
-        raise ValueError("no good " + str(table.num_rows))
-"#,
+        if self.fail:
+            raise ValueError("no good " + str(table.num_rows))
+        return Table(table.schema, table.columns)
+"#;
+
+#[test]
+fn every_supported_type_crosses_python_and_back_unchanged() {
+    use arrow::array::{
+        BooleanArray, Date32Array, Float32Array, Int8Array, Int16Array, Int32Array,
+        TimestampMillisecondArray, TimestampSecondArray, UInt8Array, UInt64Array,
+    };
+    let n = 300;
+    let some = |i: usize| i % 7 != 3; // nulls here and there
+    let text = |i: usize| ["", "a", "Ünïcödé ✓", "plain ascii", "日本"][i % 5].to_string();
+    let columns: Vec<(&str, ArrayRef, bool)> = vec![
+        (
+            "i64",
+            Arc::new(Int64Array::from_iter(
+                (0..n).map(|i| some(i).then_some(i as i64 * -7_919_000_000)),
+            )),
+            true,
+        ),
+        (
+            "i64_not_null",
+            Arc::new(Int64Array::from_iter_values((0..n).map(|i| i as i64 - 100))),
+            false,
+        ),
+        (
+            "i32",
+            Arc::new(Int32Array::from_iter(
+                (0..n).map(|i| some(i).then_some(i as i32 * -65_537)),
+            )),
+            true,
+        ),
+        (
+            "i16",
+            Arc::new(Int16Array::from_iter(
+                (0..n).map(|i| some(i).then_some(i as i16 - 150)),
+            )),
+            true,
+        ),
+        (
+            "i8",
+            Arc::new(Int8Array::from_iter(
+                (0..n).map(|i| some(i).then_some((i % 256) as u8 as i8)),
+            )),
+            true,
+        ),
+        (
+            "u8",
+            Arc::new(UInt8Array::from_iter(
+                (0..n).map(|i| some(i).then_some((i % 256) as u8)),
+            )),
+            true,
+        ),
+        (
+            "u64",
+            Arc::new(UInt64Array::from_iter(
+                (0..n).map(|i| some(i).then_some(u64::MAX - i as u64)),
+            )),
+            true,
+        ),
+        (
+            "f64",
+            Arc::new(Float64Array::from_iter(
+                (0..n).map(|i| some(i).then_some(i as f64 / 3.0 - 50.0)),
+            )),
+            true,
+        ),
+        (
+            "f32",
+            Arc::new(Float32Array::from_iter(
+                (0..n).map(|i| some(i).then_some(i as f32 * 0.1)),
+            )),
+            true,
+        ),
+        (
+            "utf8",
+            Arc::new(StringArray::from_iter(
+                (0..n).map(|i| some(i).then(|| text(i))),
+            )),
+            true,
+        ),
+        (
+            "ascii",
+            Arc::new(StringArray::from_iter(
+                (0..n).map(|i| (i % 5 != 0).then(|| format!("row {i}"))),
+            )),
+            true,
+        ),
+        (
+            "bool",
+            Arc::new(BooleanArray::from_iter(
+                (0..n).map(|i| some(i).then_some(i % 3 == 0)),
+            )),
+            true,
+        ),
+        (
+            "date32",
+            Arc::new(Date32Array::from_iter(
+                (0..n).map(|i| some(i).then_some(i as i32 * 97 - 20_000)),
+            )),
+            true,
+        ),
+        (
+            "ts_ns_utc",
+            Arc::new(
+                TimestampNanosecondArray::from_iter(
+                    (0..n).map(|i| some(i).then_some(i as i64 * 1_000_000_007)),
+                )
+                .with_timezone("UTC"),
+            ),
+            true,
+        ),
+        (
+            "ts_ms",
+            Arc::new(TimestampMillisecondArray::from_iter(
+                (0..n).map(|i| some(i).then_some(i as i64 * 86_400_123)),
+            )),
+            true,
+        ),
+        (
+            "ts_s_zone",
+            Arc::new(
+                TimestampSecondArray::from_iter((0..n).map(|i| some(i).then_some(i as i64)))
+                    .with_timezone("+05:30"),
+            ),
+            true,
+        ),
+    ];
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|(name, array, nullable)| Field::new(*name, array.data_type().clone(), *nullable))
+            .collect::<Vec<_>>(),
+    );
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        columns.into_iter().map(|(_, array, _)| array).collect(),
     )
     .unwrap();
-    let plugin = common::load(&build_python(&dir));
-    let batch = RecordBatch::try_from_iter([(
-        "id",
-        Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
-    )])
-    .unwrap();
+    let plugin = common::load(probe());
+    let mut session = plugin
+        .transform_session("{}", StepPolicy::default())
+        .unwrap();
+    // Whole, sliced at odd offsets (bitmaps and offsets not starting at 0), one row, none.
+    for (offset, length) in [(0, n), (13, 201), (299, 1), (5, 0)] {
+        let input = batch.slice(offset, length);
+        let output = session.transform(&input).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(output, input, "slice {offset}+{length}");
+    }
+}
+
+#[test]
+fn a_python_exception_is_a_plugin_error_naming_the_plugin_and_the_line() {
+    let plugin = common::load(probe());
+    let batch =
+        RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef)])
+            .unwrap();
 
     // `output_schema` runs `transform` on an empty table, so it raises first.
-    let mut session = plugin.transform_session("{}", StepPolicy::default()).unwrap();
+    let mut session = plugin
+        .transform_session(r#"{"raise": true}"#, StepPolicy::default())
+        .unwrap();
     let error = session.transform(&batch).unwrap_err();
     let text = error.to_string();
     assert!(
         matches!(&error.cause, Cause::Returned { kind, .. } if kind == "internal"),
         "{text}"
     );
-    assert!(text.contains("plugin `raiser`"), "{text}");
+    assert!(text.contains("plugin `probe`"), "{text}");
     assert!(
-        text.contains("ValueError: no good 0 (app.py:11, in transform)"),
+        text.contains("ValueError: no good 0 (app.py:13, in transform)"),
         "{text}"
     );
-    // The instance survives a returned error: the next call runs (and raises) again.
+    // The step can go on: the next call runs (and raises) again.
     let again = session.transform(&batch).unwrap_err();
     assert!(again.to_string().contains("ValueError"), "{again}");
 
@@ -333,4 +516,62 @@ class Raiser(Transform):
             if kind == "invalid-config" && message == "`bad` is not a setting"),
         "{error}"
     );
+}
+
+/// The Python orders plugin against the Rust one on the benchmark's data (host/benches):
+/// component size, first compile, instantiation and rows/s, printed. Figures are in
+/// sdk/python/README.md. Run:
+/// `cargo test --release --test plugin_python -- --ignored --nocapture measure`
+/// (rows: `WEIR_BENCH_ROWS`, default 1,000,000).
+#[test]
+#[ignore]
+fn measure_python_against_rust() {
+    use std::time::{Duration, Instant};
+    let rows: usize = std::env::var("WEIR_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let batches = support::orders(rows, 65_536);
+    let policy = StepPolicy::default();
+    for (name, path) in [
+        ("Rust", common::components().orders_transform.clone()),
+        ("Python", python_orders().to_path_buf()),
+    ] {
+        let size = std::fs::metadata(&path).unwrap().len();
+        // A runtime without a disk cache: loading compiles the component with Cranelift.
+        let runtime = weir::plugin::Runtime::with_cache_dir(None).unwrap();
+        let started = Instant::now();
+        let plugin = runtime.load(&path).unwrap();
+        let compile = started.elapsed();
+        plugin.instantiate_once(&policy).unwrap();
+        let mut samples: Vec<Duration> = (0..200)
+            .map(|_| {
+                let started = Instant::now();
+                plugin.instantiate_once(&policy).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        samples.sort();
+        let instantiate = samples[samples.len() / 2];
+        let mut best = Duration::MAX;
+        let mut out = 0;
+        for _ in 0..3 {
+            let mut session = plugin.transform_session("{}", policy).unwrap();
+            let started = Instant::now();
+            out = batches
+                .iter()
+                .map(|b| session.transform(b).unwrap().num_rows())
+                .sum::<usize>();
+            best = best.min(started.elapsed());
+        }
+        println!(
+            "{name}: component {:.1} MB, compile {:.2} s, instantiate {:.3} ms (median of 200), \
+             {rows} rows ({out} out) in {:.3} s = {:.2} M rows/s (best of 3)",
+            size as f64 / 1e6,
+            compile.as_secs_f64(),
+            instantiate.as_secs_f64() * 1e3,
+            best.as_secs_f64(),
+            rows as f64 / best.as_secs_f64() / 1e6,
+        );
+    }
 }

@@ -1,16 +1,18 @@
 """The WIT exports (world ``transformer`` or ``validator`` of ``weir:plugin``), over the
 plugin's exported class. Imported only inside a component: ``wit_world`` and
 ``componentize_py_types`` are the bindings componentize-py generates at build time.
+Everything is imported at the top: componentize-py snapshots the interpreter after the
+build-time imports, and a component has no files to import more from later.
 
 ``host plugin build`` writes the module componentize-py starts from; it imports the
 plugin's module (which runs its ``@export``) and then calls :func:`bind`.
 """
 
 import json
-import os
-import traceback
 
 from componentize_py_types import Err
+from wit_world.imports.types import CheckResult, ErrorKind, Validation
+from wit_world.imports.types import PluginError as WitError
 
 from . import PluginError, Transform, Validator, exported, ipc
 
@@ -19,9 +21,6 @@ _plugin = None
 
 
 def _error(kind: str, message: str):
-    from wit_world.imports.types import ErrorKind
-    from wit_world.imports.types import PluginError as WitError
-
     kinds = {
         "invalid-config": ErrorKind.INVALID_CONFIG,
         "invalid-input": ErrorKind.INVALID_INPUT,
@@ -31,12 +30,17 @@ def _error(kind: str, message: str):
 
 def _describe(e: BaseException) -> str:
     """``ValueError: … (app.py:12, in transform)``: the type, message and the plugin's
-    innermost line, which is what a plugin author needs to find it."""
+    innermost line, which is what a plugin author needs to find it. The traceback is walked
+    by hand: `traceback` reads source files, and a component has no file system (reading
+    one traps)."""
     where = ""
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if "weir_sdk" not in f.filename]
-    if frames:
-        f = frames[-1]
-        where = f" ({os.path.basename(f.filename)}:{f.lineno}, in {f.name})"
+    tb = e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if "weir_sdk" not in code.co_filename:
+            name = code.co_filename.replace("\\", "/").rsplit("/", 1)[-1]
+            where = f" ({name}:{tb.tb_lineno}, in {code.co_name})"
+        tb = tb.tb_next
     return f"{type(e).__name__}: {e}{where}"
 
 
@@ -107,8 +111,6 @@ class _Validate:
         _init(config)
 
     def validate(self, batch: bytes):
-        from wit_world.imports.types import CheckResult, Validation
-
         plugin = _get()
 
         def run():

@@ -17,6 +17,7 @@ timestamp(unit, tz)  ``int``: seconds, ms, µs or ns (``unit``) since the epoch,
 """
 
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any, Iterable, List, Optional, Sequence
 
 __all__ = [
@@ -172,8 +173,6 @@ class Table:
         """The rows where ``keep`` is true."""
         if len(keep) != self.num_rows:
             raise ValueError(f"{len(keep)} flags for {self.num_rows} rows")
-        from itertools import compress
-
         return Table(self.schema, [list(compress(c, keep)) for c in self.columns])
 
     def rows(self):
