@@ -129,17 +129,11 @@ def to_micros(value, data_type):
 
 
 def order_months(micros: list) -> list:
-    """``YYYY-MM`` of each timestamp; memoised by day, as many rows share one."""
-    by_day = {}
-    out = []
-    for us in micros:
-        if us is None:
-            out.append(None)
-            continue
-        day = us // 86_400_000_000
-        month = by_day.get(day)
-        if month is None:
+    """``YYYY-MM`` of each timestamp, computed once per distinct day."""
+    days = [None if us is None else us // 86_400_000_000 for us in micros]
+    names = {None: None}
+    for day in set(days):
+        if day is not None:
             y, m = year_month(day)
-            month = by_day[day] = f"{min(max(y, 0), 9999):04d}-{m:02d}"
-        out.append(month)
-    return out
+            names[day] = f"{min(max(y, 0), 9999):04d}-{m:02d}"
+    return [names[day] for day in days]

@@ -27,53 +27,94 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 def parse_utc_micros(text: str):
     """``text`` as microseconds since the epoch (UTC), or None if it is not a date."""
-    b = text.encode("utf-8")
-    n = len(b)
-    if n < 10:
+    if text.isascii():
+        # The date is always the first 10 bytes and the rest is read alone (at fixed
+        # positions), so each half is parsed once per distinct value and remembered: order
+        # dates repeat, and times of day are at most 86,400 (times any offsets and fractions).
+        head = text[:10]
+        seconds = _DATES.get(head, _MISS)
+        if seconds is _MISS:
+            seconds = _remember(_DATES, head, _date_seconds(head.encode()))
+        if seconds is None:
+            return None
+        tail = text[10:]
+        nanos = _TAILS.get(tail, _MISS)
+        if nanos is _MISS:
+            nanos = _remember(_TAILS, tail, _tail_nanos(tail.encode()))
+    else:
+        b = text.encode("utf-8")
+        seconds = _date_seconds(b[:10])
+        if seconds is None:
+            return None
+        nanos = _tail_nanos(b[10:])
+    if nanos is None:
         return None
-    date = _DATE.match(b)
+    total = seconds * 1_000_000_000 + nanos
+    if not _I64_MIN <= total <= _I64_MAX:
+        return None
+    return total // 1000
+
+
+_MISS = object()
+_DATES: dict = {}
+_TAILS: dict = {}
+
+
+def _remember(cache: dict, key: str, value):
+    if len(cache) >= 100_000:  # bounded, whatever the data
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _date_seconds(b: bytes):
+    """Seconds since the epoch of a ``YYYY-MM-DD`` that is a real date; else None."""
+    date = _DATE.fullmatch(b)
     if date is None:
         return None
     year, month, day = int(date[1]), int(date[2]), int(date[3])
     if not (1 <= month <= 12 and 1 <= day <= days_in_month(year, month)):
         return None
-    seconds = days_from_civil(year, month, day) * 86_400
-    nanos = 0
-    if n > 10:
-        if b[10] not in b"Tt ":
-            return None
-        time = _TIME.match(b, 11)
-        if time is not None:
-            end = 19
-            if b[19:20] == b".":
-                # Digits are counted within the first 32 bytes, as Arrow's bit mask does.
-                count = len(_DIGITS.match(b, 20, 32)[0])
-                if count == 0:
-                    return None
-                kept = b[20 : 20 + min(count, 9)]
-                nanos = int(kept) * 10 ** (9 - len(kept))
-                end = 20 + count
-                if end == 32:  # a longer fraction: the rest of its digits are skipped
-                    end += len(_DIGITS.match(b, 32)[0])
-        else:
-            time = _COMPACT.match(b, 11)
-            if time is None:
-                return None
-            end = 17
-        hour, minute, second = int(time[1]), int(time[2]), int(time[3])
-        if hour > 23 or minute > 59 or second > 60:
-            return None
-        seconds += hour * 3600 + minute * 60 + second
-        rest = b[end:]
-        if rest and rest not in (b"Z", b"z"):
-            offset = _offset_seconds(rest.decode("utf-8").lstrip(_RUST_WHITESPACE).encode("utf-8"))
-            if offset is None:
-                return None
-            seconds -= offset
-    total = seconds * 1_000_000_000 + nanos
-    if not _I64_MIN <= total <= _I64_MAX:
+    return days_from_civil(year, month, day) * 86_400
+
+
+def _tail_nanos(b: bytes):
+    """Nanoseconds to add to the date for what follows it (bytes 10 on; byte positions
+    below are counted from the start of the whole string, as Arrow does); None if invalid."""
+    if not b:
+        return 0
+    if b[0] not in b"Tt ":
         return None
-    return total // 1000
+    nanos = 0
+    time = _TIME.match(b, 1)
+    if time is not None:
+        end = 9  # byte 19
+        if b[9:10] == b".":
+            # Digits are counted within the first 32 bytes, as Arrow's bit mask does.
+            count = len(_DIGITS.match(b, 10, 22)[0])
+            if count == 0:
+                return None
+            kept = b[10 : 10 + min(count, 9)]
+            nanos = int(kept) * 10 ** (9 - len(kept))
+            end = 10 + count
+            if end == 22:  # a longer fraction: the rest of its digits are skipped
+                end += len(_DIGITS.match(b, 22)[0])
+    else:
+        time = _COMPACT.match(b, 1)
+        if time is None:
+            return None
+        end = 7  # byte 17
+    hour, minute, second = int(time[1]), int(time[2]), int(time[3])
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    seconds = hour * 3600 + minute * 60 + second
+    rest = b[end:]
+    if rest and rest not in (b"Z", b"z"):
+        offset = _offset_seconds(rest.decode("utf-8").lstrip(_RUST_WHITESPACE).encode("utf-8"))
+        if offset is None:
+            return None
+        seconds -= offset
+    return seconds * 1_000_000_000 + nanos
 
 
 def _offset_seconds(tz: bytes):
