@@ -575,3 +575,51 @@ fn measure_python_against_rust() {
         );
     }
 }
+
+#[test]
+fn a_python_validator_reports_its_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nulls");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("pyproject.toml"), "[project]\nname = \"nulls\"\n").unwrap();
+    std::fs::write(
+        dir.join("weir-plugin.toml"),
+        "name = \"nulls\"\nversion = \"0.1.0\"\nworld = \"validator\"\ncapabilities = []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("app.py"),
+        r#"from weir_sdk import Check, Table, Validator, export
+
+
+@export
+class NotNull(Validator):
+    def validate(self, table: Table):
+        return [
+            Check.rows(f"{name}_not_null", [i for i, v in enumerate(values) if v is None], f"have a null {name}")
+            for name, values in zip(table.names, table.columns)
+        ]
+"#,
+    )
+    .unwrap();
+    let plugin = common::load(&build_python(&dir));
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        (
+            "name",
+            Arc::new(StringArray::from(vec![Some("a"), None, None])),
+        ),
+    ])
+    .unwrap();
+    let checks = plugin
+        .validate_session("{}", StepPolicy::default())
+        .unwrap()
+        .validate(&batch)
+        .unwrap();
+    assert_eq!(checks.len(), 2);
+    assert!(checks[0].passed && checks[0].failing_rows.is_empty());
+    assert_eq!(checks[1].name, "name_not_null");
+    assert!(!checks[1].passed);
+    assert_eq!(checks[1].failing_rows, vec![1, 2]);
+    assert_eq!(checks[1].message, "2 rows have a null name");
+}

@@ -119,7 +119,7 @@ class Check:
     def rows(name: str, failing_rows: List[int], what: str) -> "Check":
         """A check over rows: it passes when ``failing_rows`` is empty."""
         n = len(failing_rows)
-        message = "ok" if not n else f"{n} row{'s' if n != 1 else ''} {what}"
+        message = f"{n} rows {what}" if n else "ok"  # as the Rust SDK words it
         return Check(name, not failing_rows, message, list(failing_rows))
 
 
