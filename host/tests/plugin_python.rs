@@ -296,6 +296,45 @@ fn python_template_builds_and_passes_its_own_test_through_the_cli() {
     assert!(out.contains("output matches"), "{out}");
 }
 
+#[test]
+fn the_sdk_codec_passes_its_cpython_unit_tests() {
+    require_python();
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "sdk/python/tests"])
+        .current_dir(common::workspace_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+#[test]
+fn a_broken_python_project_fails_to_build_saying_what_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("broken");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[project]\nname = \"broken\"\n[tool.weir]\nmodule = \"main\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("app.py"), "").unwrap();
+    let options = BuildOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let error = build(&dir, &options).unwrap_err().to_string();
+    assert!(
+        error.contains("has no `main.py` nor `main/__init__.py`")
+            && error.contains("[tool.weir] module"),
+        "{error}"
+    );
+
+    // A module that exports nothing fails at build time, not when run.
+    std::fs::write(dir.join("main.py"), "x = 1\n").unwrap();
+    let error = build(&dir, &options).unwrap_err().to_string();
+    assert!(error.contains("componentize-py could not build"), "{error}");
+}
+
 /// A small Python plugin: it echoes its input, or raises as its settings say.
 fn probe() -> &'static Path {
     static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
@@ -573,6 +612,20 @@ fn measure_python_against_rust() {
             best.as_secs_f64(),
             rows as f64 / best.as_secs_f64() / 1e6,
         );
+        // The largest batch that fits the default 256 MiB cap, by doubling.
+        let mut fits = 0;
+        for size in [65_536, 131_072, 262_144, 524_288, 1_048_576] {
+            let batch = &support::orders(size, size)[0];
+            let mut session = plugin.transform_session("{}", policy).unwrap();
+            match session.transform(batch) {
+                Ok(_) => fits = size,
+                Err(e) => {
+                    println!("{name}: a {size}-row batch fails: {e}");
+                    break;
+                }
+            }
+        }
+        println!("{name}: batches of {fits} rows fit the default memory cap");
     }
 }
 

@@ -136,7 +136,9 @@ pub(super) fn build(dir: &Path, options: &BuildOptions) -> Result<Built, BuildEr
             .arg(&output)
             // Otherwise componentize-py adds that venv's site-packages to the plugin.
             .env_remove("VIRTUAL_ENV")
-            .env_remove("PYTHONPATH");
+            .env_remove("PYTHONPATH")
+            // componentize-py's own (Rust) backtrace would bury the Python error above it.
+            .env("RUST_LIB_BACKTRACE", "0");
         let status = command.status().map_err(|source| PythonError::NoPython {
             python: toolchain.join("bin/python").display().to_string(),
             source,
