@@ -103,6 +103,20 @@ class Errors(unittest.TestCase):
         with self.assertRaises(ipc.IpcError):
             ipc.read_table(b"")
 
+    def test_unsupported_types_are_named(self):
+        def header(fb):
+            large_utf8 = fb.table([])
+            name = fb.string("x")
+            children = fb.offsets([])
+            field = fb.table(
+                [(0, "ref", name), (1, "?", True), (2, "B", 20), (3, "ref", large_utf8), (5, "ref", children)]
+            )
+            return fb.table([(0, "h", 0), (1, "ref", fb.offsets([field]))])
+
+        data = ipc._message(ipc._SCHEMA, header, 0) + b"\xff\xff\xff\xff\0\0\0\0"
+        with self.assertRaisesRegex(ipc.IpcError, "`x` is large utf8, which the Python SDK"):
+            ipc.read_schema(data)
+
     def test_columns_must_match_the_schema(self):
         with self.assertRaises(ValueError):
             Table([Field("a", INT64), Field("b", INT64)], [[1], [1, 2]])

@@ -169,9 +169,38 @@ def _read_type(field: _Table, name: str) -> DataType:
         if 0 <= unit < len(TIME_UNITS):
             return timestamp(TIME_UNITS[unit], t.string(1))
     raise IpcError(
-        f"column `{name}` has an Arrow type the Python SDK does not support "
-        f"(type tag {tag}); supported: integers, float32/64, utf8, boolean, date32, timestamp"
+        f"column `{name}` is {_TYPE_NAMES.get(tag, f'Arrow type #{tag}')}, which the Python "
+        f"SDK does not support; supported: integers, float32/64, utf8, boolean, date32, "
+        f"timestamp (cast the column before this step)"
     )
+
+
+# Names of the Type union's members, for errors (Schema.fbs).
+_TYPE_NAMES = {
+    1: "null",
+    2: "an integer of this width",
+    3: "a half float",
+    4: "binary",
+    7: "decimal",
+    8: "date64",
+    9: "time",
+    11: "interval",
+    12: "list",
+    13: "struct",
+    14: "union",
+    15: "fixed-size binary",
+    16: "fixed-size list",
+    17: "map",
+    18: "duration",
+    19: "large binary",
+    20: "large utf8",
+    21: "large list",
+    22: "run-end encoded",
+    23: "binary view",
+    24: "utf8 view",
+    25: "list view",
+    26: "large list view",
+}
 
 
 def _read_schema(header: _Table) -> Schema:
