@@ -8,7 +8,9 @@ build-time imports, and a component has no files to import more from later.
 plugin's module (which runs its ``@export``) and then calls :func:`bind`.
 """
 
+import io
 import json
+import sys
 
 from componentize_py_types import Err
 from wit_world.imports.types import CheckResult, ErrorKind, Validation
@@ -18,6 +20,25 @@ from . import PluginError, Transform, Validator, exported, ipc
 
 # The one plugin object of this instance, made by `init`.
 _plugin = None
+
+
+class _Tail(io.TextIOBase):
+    """Where ``print`` goes: the component has no stdout (writing to it would trap), so
+    the last lines are kept and added to the error if the call fails."""
+
+    def __init__(self):
+        self.text = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self.text = (self.text + s)[-1000:]
+        return len(s)
+
+
+_output = _Tail()
+sys.stdout = sys.stderr = _output
 
 
 def _error(kind: str, message: str):
@@ -46,6 +67,7 @@ def _describe(e: BaseException) -> str:
 
 def _call(default_kind: str, run):
     """Run ``run()``; any exception becomes the WIT error the host reports."""
+    _output.text = ""
     try:
         return run()
     except Err:
@@ -55,7 +77,9 @@ def _call(default_kind: str, run):
     except ipc.IpcError as e:
         raise _error(default_kind, f"Arrow IPC: {e}") from None
     except Exception as e:  # noqa: BLE001 — every failure must reach the host as a result
-        raise _error("internal", _describe(e)) from None
+        printed = _output.text.strip()
+        suffix = f"; it printed: {printed}" if printed else ""
+        raise _error("internal", _describe(e) + suffix) from None
 
 
 def _init(config: str):
