@@ -36,6 +36,15 @@ const RUST: &[(&str, &str)] = &[
     (".gitignore", "target/\n"),
 ];
 
+const PYTHON: &[(&str, &str)] = &[
+    (
+        "pyproject.toml",
+        include_str!("../../templates/python/pyproject.toml"),
+    ),
+    ("app.py", include_str!("../../templates/python/app.py")),
+    (".gitignore", "target/\n__pycache__/\n"),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
     #[error(
@@ -54,7 +63,8 @@ pub enum ScaffoldError {
 fn files(language: Language) -> &'static [(&'static str, &'static str)] {
     match language {
         Language::Rust => RUST,
-        Language::Js | Language::Python => &[],
+        Language::Python => PYTHON,
+        Language::Js => &[],
     }
 }
 

@@ -4,6 +4,7 @@
 //! The language is read off the project's files ([`Language::detect`]); each language's
 //! build is one file here.
 
+mod python;
 mod rust;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ManifestError};
 use super::store_atomically;
+pub use python::{COMPONENTIZE_PY_VERSION, PythonError};
 pub use rust::{PLUGIN_PROFILE, WASM_TARGET, build_many, ensure_wasm_target};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub enum BuildError {
     NoArtifact(PathBuf),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Python(#[from] PythonError),
     #[error("could not write the built component {path}: {source}")]
     Write {
         path: PathBuf,
@@ -91,7 +95,8 @@ impl Language {
 pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, BuildError> {
     match Language::detect(dir)? {
         Language::Rust => rust::build(dir, options),
-        Language::Js | Language::Python => Err(BuildError::UnknownLanguage(dir.to_path_buf())),
+        Language::Python => python::build(dir, options),
+        Language::Js => Err(BuildError::UnknownLanguage(dir.to_path_buf())),
     }
 }
 
