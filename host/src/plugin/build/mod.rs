@@ -4,6 +4,7 @@
 //! The language is read off the project's files ([`Language::detect`]); each language's
 //! build is one file here.
 
+mod js;
 mod rust;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ManifestError};
 use super::store_atomically;
+pub use js::{APACHE_ARROW, COMPONENTIZE_JS, ESBUILD, Toolchain, ensure_toolchain};
 pub use rust::{PLUGIN_PROFILE, WASM_TARGET, build_many, ensure_wasm_target};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,24 @@ pub enum BuildError {
     Compile(PathBuf),
     #[error("cargo built no .wasm file for {0}: is its crate-type \"cdylib\"?")]
     NoArtifact(PathBuf),
+    #[error(
+        "`{0}` was not found: building JavaScript plugins needs Node.js 18 or later with npm on PATH (e.g. `apt-get install nodejs npm`, or from nodejs.org)"
+    )]
+    NodeMissing(String),
+    #[error(
+        "installing the JavaScript toolchain into {dir} failed; check that the npm registry is reachable and retry{output}"
+    )]
+    ToolchainInstall { dir: PathBuf, output: String },
+    #[error("{path} is not valid JSON: {message}")]
+    PackageJson { path: PathBuf, message: String },
+    #[error(
+        "the plugin's entry {0} does not exist: set `main` in package.json or write src/index.js"
+    )]
+    NoEntry(PathBuf),
+    #[error("bundling {entry} with esbuild failed:{output}")]
+    Bundle { entry: PathBuf, output: String },
+    #[error("componentize-js could not make a component of {entry}:{output}")]
+    Componentize { entry: PathBuf, output: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("could not write the built component {path}: {source}")]
@@ -91,7 +111,8 @@ impl Language {
 pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, BuildError> {
     match Language::detect(dir)? {
         Language::Rust => rust::build(dir, options),
-        Language::Js | Language::Python => Err(BuildError::UnknownLanguage(dir.to_path_buf())),
+        Language::Js => js::build(dir, options),
+        Language::Python => Err(BuildError::UnknownLanguage(dir.to_path_buf())),
     }
 }
 
