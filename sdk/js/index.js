@@ -59,8 +59,13 @@ function parseConfig(config) {
   }
 }
 
-// The host sends one schema message and one batch (or none, for schemas).
-const decode = (bytes) => tableFromIPC(bytes);
+// The host sends one schema message and one batch (or none, for schemas): the plugin always
+// gets a table of exactly one batch, empty for schemas.
+function decode(bytes) {
+  const table = tableFromIPC(bytes);
+  if (table.batches.length === 1) return table;
+  return new Table(table.schema, [oneBatch(table)]);
+}
 
 function asTable(out, what) {
   if (out instanceof Table) return out;
