@@ -41,6 +41,8 @@ function column(batch, name) {
 }
 
 const isValid = (data, i) => data.nullCount === 0 || ((data.nullBitmap[i >> 3] >> (i & 7)) & 1) === 1;
+/** The validity bitmap of `data`, or null when every value is valid (read inline in loops). */
+const bitmapIfNulls = (data) => (data.nullCount === 0 ? null : data.nullBitmap);
 
 /** The value of an Int64 at `i` of an Int32Array view (little-endian pairs), as a Number. */
 const int64AsNumber = (words, i) => words[2 * i + 1] * 4294967296 + (words[2 * i] >>> 0);
@@ -80,21 +82,14 @@ function daysFromCivil(year, month, day) {
   const y = month <= 2 ? year - 1 : year;
   const era = Math.floor(y / 400);
   const yoe = y - era * 400;
-  const doy = Math.floor((153 * ((month + 9) % 12) + 2) / 5) + day - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  const doy = (((153 * ((month + 9) % 12) + 2) / 5) | 0) + day - 1; // non-negative: `| 0` floors
+  const doe = yoe * 365 + ((yoe / 4) | 0) - ((yoe / 100) | 0) + doy;
   return era * 146097 + doe - 719468;
 }
 
 // The parse result: whole seconds since the epoch (an exact integer) and nanoseconds.
 let SECONDS = 0;
 let NANOS = 0;
-
-/** Digit value of byte `at` of `b` within [start, end), or -1. */
-function digit(b, start, end, at) {
-  if (start + at >= end) return -1;
-  const d = b[start + at] - 48;
-  return d >= 0 && d <= 9 ? d : -1;
-}
 
 /** Whether the bytes b[at..end) are Unicode white space starting a char; its length. */
 function whiteSpaceLength(b, at, end) {
@@ -132,46 +127,55 @@ function fixedOffset(b, at, end) {
   return NaN;
 }
 
-/** Parse b[start, end) into SECONDS and NANOS; false if it is not a timestamp. */
-function parseTimestamp(b, start, end) {
-  const len = end - start;
-  if (len < 10) return false;
-  const d = (at) => digit(b, start, end, at);
-  if (b[start + 4] !== 45 || b[start + 7] !== 45) return false;
-  const y0 = d(0), y1 = d(1), y2 = d(2), y3 = d(3), mo0 = d(5), mo1 = d(6), d0 = d(8), d1 = d(9);
-  if ((y0 | y1 | y2 | y3 | mo0 | mo1 | d0 | d1) < 0) return false;
+/** Parse b[s, end) into SECONDS and NANOS; false if it is not a timestamp. */
+// Written out byte by byte: this runs once per row in an interpreter.
+function parseTimestamp(b, s, end) {
+  const len = end - s;
+  if (len < 10 || b[s + 4] !== 45 || b[s + 7] !== 45) return false;
+  const y0 = b[s] - 48, y1 = b[s + 1] - 48, y2 = b[s + 2] - 48, y3 = b[s + 3] - 48;
+  const m0 = b[s + 5] - 48, m1 = b[s + 6] - 48, d0 = b[s + 8] - 48, d1 = b[s + 9] - 48;
+  if (y0 >>> 0 > 9 || y1 >>> 0 > 9 || y2 >>> 0 > 9 || y3 >>> 0 > 9) return false;
+  if (m0 >>> 0 > 9 || m1 >>> 0 > 9 || d0 >>> 0 > 9 || d1 >>> 0 > 9) return false;
   const year = y0 * 1000 + y1 * 100 + y2 * 10 + y3;
-  const month = mo0 * 10 + mo1;
+  const month = m0 * 10 + m1;
   const day = d0 * 10 + d1;
   if (month < 1 || month > 12 || day < 1) return false;
-  if (day > MONTH_DAYS[month - 1] + (month === 2 && isLeap(year) ? 1 : 0)) return false;
+  if (day > MONTH_DAYS[month - 1] && !(month === 2 && day === 29 && isLeap(year))) return false;
   const days = daysFromCivil(year, month, day);
   if (len === 10) return finish(days * 86400, 0);
 
-  const sep = b[start + 10];
+  const sep = b[s + 10];
   if (sep !== 84 && sep !== 116 && sep !== 32) return false; // T t space
-
-  // The digit mask of bytes 11..18, as arrow reads it (only the first 32 bytes count).
-  let mask = 0;
-  for (let i = 0; i < 8; i++) if (d(11 + i) >= 0) mask |= 1 << i;
-  let hour, minute, second, nanos = 0, tz;
-  if (mask === 0b11011011 && b[start + 13] === 58 && b[start + 16] === 58) {
-    hour = d(11) * 10 + d(12);
-    minute = d(14) * 10 + d(15);
-    second = d(17) * 10 + d(18);
+  // Bytes 11..18 as arrow's digit mask sees them: past the end is not a digit.
+  const at = (i) => (i < len ? b[s + i] - 48 : -1);
+  const h0 = at(11), h1 = at(12), c13 = at(13), c14 = at(14), c15 = at(15), c16 = at(16), c17 = at(17), c18 = at(18);
+  let hour, minute, second, tz;
+  let nanos = 0;
+  if (
+    h0 >>> 0 <= 9 && h1 >>> 0 <= 9 && c13 === 10 && c14 >>> 0 <= 9 && c15 >>> 0 <= 9 &&
+    c16 === 10 && c17 >>> 0 <= 9 && c18 >>> 0 <= 9
+  ) {
+    // HH:MM:SS
+    hour = h0 * 10 + h1;
+    minute = c14 * 10 + c15;
+    second = c17 * 10 + c18;
     tz = 19;
-    if (len > 19 && b[start + 19] === 46) {
+    if (len > 19 && b[s + 19] === 46) {
       let count = 0;
-      while (20 + count < 32 && d(20 + count) >= 0) count++;
+      while (20 + count < 32 && 20 + count < len && (b[s + 20 + count] - 48) >>> 0 <= 9) count++;
       if (count === 0) return false;
-      for (let i = 0; i < 9; i++) nanos = nanos * 10 + (i < count ? d(20 + i) : 0);
+      for (let i = 0; i < 9; i++) nanos = nanos * 10 + (i < count ? b[s + 20 + i] - 48 : 0);
       tz = 20 + count;
-      if (tz === 32) while (d(tz) >= 0) tz++; // digits past arrow's 32-byte window
+      if (tz === 32) while (tz < len && (b[s + tz] - 48) >>> 0 <= 9) tz++; // past arrow's 32-byte window
     }
-  } else if (mask === 0b00111111) {
-    hour = d(11) * 10 + d(12);
-    minute = d(13) * 10 + d(14);
-    second = d(15) * 10 + d(16);
+  } else if (
+    h0 >>> 0 <= 9 && h1 >>> 0 <= 9 && c13 >>> 0 <= 9 && c14 >>> 0 <= 9 && c15 >>> 0 <= 9 &&
+    c16 >>> 0 <= 9 && c17 >>> 0 > 9 && c18 >>> 0 > 9
+  ) {
+    // HHMMSS
+    hour = h0 * 10 + h1;
+    minute = c13 * 10 + c14;
+    second = c15 * 10 + c16;
     tz = 17;
   } else {
     return false;
@@ -181,11 +185,11 @@ function parseTimestamp(b, start, end) {
   const local = days * 86400 + hour * 3600 + minute * 60 + second;
 
   if (len <= tz) return finish(local, nanos);
-  const z = b[start + tz];
+  const z = b[s + tz];
   if ((z === 90 || z === 122) && tz === len - 1) return finish(local, nanos);
-  let at = start + tz;
-  for (let w; at < end && (w = whiteSpaceLength(b, at, end)) > 0; ) at += w;
-  const offset = fixedOffset(b, at, end);
+  let from = s + tz;
+  for (let w; from < end && (w = whiteSpaceLength(b, from, end)) > 0; ) from += w;
+  const offset = fixedOffset(b, from, end);
   if (Number.isNaN(offset)) return false;
   return finish(local - offset, nanos);
 }
@@ -225,8 +229,9 @@ function orderDates(batch, bad) {
   if (type.typeId === Type.Utf8) {
     const offsets = data.valueOffsets;
     const bytes = data.values;
+    const nulls = bitmapIfNulls(data);
     for (let i = 0; i < n; i++) {
-      if (!isValid(data, i)) continue;
+      if (nulls !== null && ((nulls[i >> 3] >> (i & 7)) & 1) === 0) continue;
       const start = offsets[i];
       const end = offsets[i + 1];
       if (parseTimestamp(bytes, start, end)) {
@@ -273,39 +278,48 @@ function bitmapOf(validAt, keep, count) {
   return { bitmap, nulls };
 }
 
+/** Call `copy(j, i, len)` for each run keep[j..j+len] = i, i+1, …, i+len-1. */
+function forRuns(keep, count, copy) {
+  let j = 0;
+  while (j < count) {
+    const i = keep[j];
+    let len = 1;
+    while (j + len < count && keep[j + len] === i + len) len++;
+    copy(j, i, len);
+    j += len;
+  }
+}
+
 /** The rows `keep` of any column (fast paths for fixed-width and Utf8 columns). */
 function take(vector, keep, count) {
   const data = vector.data[0];
   const { type } = data;
   const { bitmap, nulls } =
-    data.nullCount === 0 ? { bitmap: new Uint8Array(0), nulls: 0 } : bitmapOf((i) => isValid(data, i), keep, count);
+    data.nullCount === 0
+      ? { bitmap: new Uint8Array(0), nulls: 0 }
+      : bitmapOf((i) => ((data.nullBitmap[i >> 3] >> (i & 7)) & 1) === 1, keep, count);
   const values = data.values;
   if (data.offset === 0 && type.typeId === Type.Utf8) {
     const offsets = data.valueOffsets;
-    let size = 0;
-    for (let j = 0; j < count; j++) size += offsets[keep[j] + 1] - offsets[keep[j]];
-    const out = new Uint8Array(size);
     const outOffsets = new Int32Array(count + 1);
-    let at = 0;
+    let size = 0;
     for (let j = 0; j < count; j++) {
-      const i = keep[j];
-      for (let k = offsets[i], e = offsets[i + 1]; k < e; k++) out[at++] = values[k];
-      outOffsets[j + 1] = at;
+      size += offsets[keep[j] + 1] - offsets[keep[j]];
+      outOffsets[j + 1] = size;
     }
+    const out = new Uint8Array(size);
+    // Kept rows come in runs of consecutive rows: one copy per run.
+    forRuns(keep, count, (j, i, len) => {
+      out.set(values.subarray(offsets[i], offsets[i + len]), outOffsets[j]);
+    });
     return makeData({ type, length: count, nullCount: nulls, nullBitmap: bitmap, valueOffsets: outOffsets, data: out });
   }
   const fixed = [Type.Int, Type.Float, Type.Date, Type.Timestamp, Type.Time, Type.Duration, Type.Decimal];
   if (data.offset === 0 && fixed.includes(type.typeId) && values && values.BYTES_PER_ELEMENT) {
     const width = (values.byteLength / Math.max(data.length, 1)) | 0; // bytes per value
-    const wide = width % 4 === 0;
-    const unit = wide ? width / 4 : width;
-    const View = wide ? Int32Array : Uint8Array;
-    const from = new View(values.buffer, values.byteOffset, data.length * unit);
-    const to = new View(count * unit);
-    for (let j = 0; j < count; j++) {
-      const i = keep[j] * unit;
-      for (let k = 0; k < unit; k++) to[j * unit + k] = from[i + k];
-    }
+    const from = new Uint8Array(values.buffer, values.byteOffset, data.length * width);
+    const to = new Uint8Array(count * width);
+    forRuns(keep, count, (j, i, len) => to.set(from.subarray(i * width, (i + len) * width), j * width));
     const out = new values.constructor(to.buffer);
     return makeData({ type, length: count, nullCount: nulls, nullBitmap: bitmap, data: out });
   }
@@ -329,10 +343,18 @@ function transformOrders(batch, bad) {
   const total = new Float64Array(n);
   const keep = new Int32Array(n);
   let count = 0;
+  const [a, r, c] = [amountData, rateData, customers].map(bitmapIfNulls);
   for (let i = 0; i < n; i++) {
     const t = amount[i] * rate[i];
     total[i] = t;
-    if (t > 0 && isValid(amountData, i) && isValid(rateData, i) && isValid(customers, i)) keep[count++] = i;
+    if (
+      t > 0 &&
+      (a === null || ((a[i >> 3] >> (i & 7)) & 1) === 1) &&
+      (r === null || ((r[i >> 3] >> (i & 7)) & 1) === 1) &&
+      (c === null || ((c[i >> 3] >> (i & 7)) & 1) === 1)
+    ) {
+      keep[count++] = i;
+    }
   }
 
   const fields = [];
@@ -374,8 +396,8 @@ function orderMonth(words, big, valid, count) {
   let at = 0;
   for (let j = 0; j < count; j++) {
     if ((valid.bitmap[j >> 3] >> (j & 7)) & 1) {
-      const [y0, m] = yearMonth(daysOf(words, big, j));
-      const y = Math.min(Math.max(y0, 0), 9999);
+      const y = Math.min(Math.max(yearMonth(daysOf(words, big, j)), 0), 9999);
+      const m = MONTH;
       text[at] = 48 + (Math.floor(y / 1000) % 10);
       text[at + 1] = 48 + (Math.floor(y / 100) % 10);
       text[at + 2] = 48 + (Math.floor(y / 10) % 10);
@@ -412,14 +434,19 @@ function daysOf(words, big, j) {
   return Number(BigInt.asIntN(32, days));
 }
 
-/** Year and month of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`). */
+let MONTH = 0;
+
+/** Year (returned) and month (in MONTH) of a day count since 1970-01-01 (H. Hinnant's
+ * `civil_from_days`). */
 function yearMonth(days) {
   const z = days + 719468;
   const era = Math.floor(z / 146097);
   const doe = z - era * 146097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
+  // Non-negative from here: `| 0` floors.
+  const yoe = ((doe - ((doe / 1460) | 0) + ((doe / 36524) | 0) - ((doe / 146096) | 0)) / 365) | 0;
+  const doy = doe - (365 * yoe + ((yoe / 4) | 0) - ((yoe / 100) | 0));
+  const mp = ((5 * doy + 2) / 153) | 0;
   const month = mp < 10 ? mp + 3 : mp - 9;
-  return [yoe + era * 400 + (month <= 2 ? 1 : 0), month];
+  MONTH = month;
+  return yoe + era * 400 + (month <= 2 ? 1 : 0);
 }
