@@ -87,6 +87,11 @@ function daysFromCivil(year, month, day) {
   return era * 146097 + doe - 719468;
 }
 
+// Days since the epoch of the 1st of each month of years 0000–9999, filled as met: a lookup
+// costs less than the arithmetic in an interpreter.
+const UNSET = -2147483648;
+const MONTH_START = new Int32Array(10000 * 12).fill(UNSET);
+
 // The parse result: whole seconds since the epoch (an exact integer) and nanoseconds.
 let SECONDS = 0;
 let NANOS = 0;
@@ -141,14 +146,29 @@ function parseTimestamp(b, s, end) {
   const day = d0 * 10 + d1;
   if (month < 1 || month > 12 || day < 1) return false;
   if (day > MONTH_DAYS[month - 1] && !(month === 2 && day === 29 && isLeap(year))) return false;
-  const days = daysFromCivil(year, month, day);
+  const key = year * 12 + month - 1;
+  let first = MONTH_START[key];
+  if (first === UNSET) first = MONTH_START[key] = daysFromCivil(year, month, 1);
+  const days = first + day - 1;
   if (len === 10) return finish(days * 86400, 0);
 
   const sep = b[s + 10];
   if (sep !== 84 && sep !== 116 && sep !== 32) return false; // T t space
   // Bytes 11..18 as arrow's digit mask sees them: past the end is not a digit.
-  const at = (i) => (i < len ? b[s + i] - 48 : -1);
-  const h0 = at(11), h1 = at(12), c13 = at(13), c14 = at(14), c15 = at(15), c16 = at(16), c17 = at(17), c18 = at(18);
+  let h0, h1, c13, c14, c15, c16, c17, c18;
+  if (len >= 19) {
+    h0 = b[s + 11] - 48;
+    h1 = b[s + 12] - 48;
+    c13 = b[s + 13] - 48;
+    c14 = b[s + 14] - 48;
+    c15 = b[s + 15] - 48;
+    c16 = b[s + 16] - 48;
+    c17 = b[s + 17] - 48;
+    c18 = b[s + 18] - 48;
+  } else {
+    const at = (i) => (i < len ? b[s + i] - 48 : -1);
+    [h0, h1, c13, c14, c15, c16, c17, c18] = [at(11), at(12), at(13), at(14), at(15), at(16), at(17), at(18)];
+  }
   let hour, minute, second, tz;
   let nanos = 0;
   if (
@@ -230,19 +250,28 @@ function orderDates(batch, bad) {
     const offsets = data.valueOffsets;
     const bytes = data.values;
     const nulls = bitmapIfNulls(data);
+    const dayOf = new Int32Array(n); // the UTC day of each date, for order_month
     for (let i = 0; i < n; i++) {
       if (nulls !== null && ((nulls[i >> 3] >> (i & 7)) & 1) === 0) continue;
       const start = offsets[i];
       const end = offsets[i + 1];
       if (parseTimestamp(bytes, start, end)) {
-        setMicros(words, big, i, SECONDS, Math.floor(NANOS / 1000));
+        const seconds = SECONDS;
+        if (seconds > -9e9 && seconds < 9e9) {
+          const us = seconds * 1e6 + ((NANOS / 1000) | 0); // exact: below 2^53
+          words[2 * i] = us >>> 0;
+          words[2 * i + 1] = Math.floor(us / 4294967296);
+        } else {
+          setMicros(words, big, i, seconds, (NANOS / 1000) | 0);
+        }
+        dayOf[i] = Math.floor(seconds / 86400);
         valid[i] = 1;
       } else if (bad === "fail") {
         const text = new TextDecoder().decode(bytes.subarray(start, end));
         throw invalidInput(`row ${i}: order_date \`${text}\` is not a date`);
       }
     }
-    return { words, big, valid };
+    return { words, big, valid, dayOf };
   }
   // Timestamps without a time zone are taken as UTC, as `pd.to_datetime(utc=True)` does.
   let convert;
@@ -385,19 +414,39 @@ function transformOrders(batch, bad) {
   columns.push(makeData({ type: new Float64(), length: count, nullCount: 0, data: keptTotal }));
 
   fields.push(new Field("order_month", new Utf8(), true));
-  columns.push(orderMonth(keptWords, keptDates, datesValid, count));
+  let keptDays = null;
+  if (dates.dayOf) {
+    keptDays = new Int32Array(count);
+    for (let j = 0; j < count; j++) keptDays[j] = dates.dayOf[keep[j]];
+  }
+  columns.push(orderMonth(keptWords, keptDates, keptDays, datesValid, count));
   return recordBatch(fields, columns);
 }
 
+// Year * 16 + month of the days of 1900–2099, filled as met (0: not yet).
+const CACHE_FROM = -25567; // 1900-01-01
+const CACHE_DAYS = 73049; // to 2099-12-31
+const YEAR_MONTH = new Int32Array(CACHE_DAYS);
+
 /** `YYYY-MM` of each kept timestamp, written straight into the string buffers. */
-function orderMonth(words, big, valid, count) {
+function orderMonth(words, big, days, valid, count) {
   const text = new Uint8Array(count * 7);
   const offsets = new Int32Array(count + 1);
   let at = 0;
   for (let j = 0; j < count; j++) {
     if ((valid.bitmap[j >> 3] >> (j & 7)) & 1) {
-      const y = Math.min(Math.max(yearMonth(daysOf(words, big, j)), 0), 9999);
-      const m = MONTH;
+      const day = days === null ? daysOf(words, big, j) : days[j];
+      let y, m;
+      const slot = day - CACHE_FROM;
+      if (slot >= 0 && slot < CACHE_DAYS) {
+        let ym = YEAR_MONTH[slot];
+        if (ym === 0) ym = YEAR_MONTH[slot] = Math.min(Math.max(yearMonth(day), 0), 9999) * 16 + MONTH;
+        y = ym >> 4;
+        m = ym & 15;
+      } else {
+        y = Math.min(Math.max(yearMonth(day), 0), 9999);
+        m = MONTH;
+      }
       text[at] = 48 + (Math.floor(y / 1000) % 10);
       text[at + 1] = 48 + (Math.floor(y / 100) % 10);
       text[at + 2] = 48 + (Math.floor(y / 10) % 10);
