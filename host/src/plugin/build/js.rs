@@ -137,7 +137,9 @@ fn install(root: &Path, dir: &Path, quiet: bool) -> Result<(), BuildError> {
     npm.args(["install", "--no-audit", "--no-fund", "--save-exact"])
         .current_dir(&tmp)
         .stdin(Stdio::null());
-    let output = run(&mut npm, "npm install", quiet)?;
+    let output = run(&mut npm, "npm install", quiet).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&tmp);
+    })?;
     let installed =
         output.status.success() && tmp.join("node_modules/.bin/componentize-js").is_file();
     if !installed {
@@ -171,7 +173,9 @@ fn run(command: &mut Command, name: &str, quiet: bool) -> Result<Output, BuildEr
     }
     command.output().map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            BuildError::NodeMissing(name.to_string())
+            let program = Path::new(command.get_program());
+            let program = program.file_name().unwrap_or(program.as_os_str());
+            BuildError::NodeMissing(program.to_string_lossy().into_owned())
         } else {
             BuildError::Spawn {
                 command: name.to_string(),
