@@ -36,6 +36,18 @@ const RUST: &[(&str, &str)] = &[
     (".gitignore", "target/\n"),
 ];
 
+const JS: &[(&str, &str)] = &[
+    (
+        "package.json",
+        include_str!("../../templates/js/package.json"),
+    ),
+    (
+        "src/index.js",
+        include_str!("../../templates/js/src/index.js"),
+    ),
+    (".gitignore", "target/\nnode_modules/\n"),
+];
+
 const PYTHON: &[(&str, &str)] = &[
     (
         "pyproject.toml",
@@ -63,8 +75,8 @@ pub enum ScaffoldError {
 fn files(language: Language) -> &'static [(&'static str, &'static str)] {
     match language {
         Language::Rust => RUST,
+        Language::Js => JS,
         Language::Python => PYTHON,
-        Language::Js => &[],
     }
 }
 

@@ -156,6 +156,18 @@ impl PgServer {
         PgServer { dir, port }
     }
 
+    /// Restart the server at once, as a crash would (`pg_ctl restart -m immediate`): every
+    /// connection is cut; the server is back on the same port when this returns.
+    pub fn restart(&self) {
+        run(
+            pg_command(&bindir().join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-m", "immediate", "-w", "-t", "60", "restart"]),
+            "restarting postgres",
+        );
+    }
+
     /// A URL for the `postgres` superuser (trust auth: any password is accepted).
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)

@@ -4,6 +4,7 @@
 //! The language is read off the project's files ([`Language::detect`]); each language's
 //! build is one file here.
 
+mod js;
 mod python;
 mod rust;
 
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ManifestError};
 use super::store_atomically;
+pub use js::{APACHE_ARROW, COMPONENTIZE_JS, ESBUILD, Toolchain, ensure_toolchain};
 pub use python::{COMPONENTIZE_PY_VERSION, PythonError};
 pub use rust::{PLUGIN_PROFILE, WASM_TARGET, build_many, ensure_wasm_target};
 
@@ -35,6 +37,24 @@ pub enum BuildError {
     Compile(PathBuf),
     #[error("cargo built no .wasm file for {0}: is its crate-type \"cdylib\"?")]
     NoArtifact(PathBuf),
+    #[error(
+        "`{0}` was not found: building JavaScript plugins needs Node.js 18 or later with npm on PATH (e.g. `apt-get install nodejs npm`, or from nodejs.org)"
+    )]
+    NodeMissing(String),
+    #[error(
+        "installing the JavaScript toolchain into {dir} failed; check that the npm registry is reachable and retry{output}"
+    )]
+    ToolchainInstall { dir: PathBuf, output: String },
+    #[error("{path} is not valid JSON: {message}")]
+    PackageJson { path: PathBuf, message: String },
+    #[error(
+        "the plugin's entry {0} does not exist: set `main` in package.json or write src/index.js"
+    )]
+    NoEntry(PathBuf),
+    #[error("bundling {entry} with esbuild failed:{output}")]
+    Bundle { entry: PathBuf, output: String },
+    #[error("componentize-js could not make a component of {entry}:{output}")]
+    Componentize { entry: PathBuf, output: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error(transparent)]
@@ -95,8 +115,8 @@ impl Language {
 pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built, BuildError> {
     match Language::detect(dir)? {
         Language::Rust => rust::build(dir, options),
+        Language::Js => js::build(dir, options),
         Language::Python => python::build(dir, options),
-        Language::Js => Err(BuildError::UnknownLanguage(dir.to_path_buf())),
     }
 }
 

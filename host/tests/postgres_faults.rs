@@ -1,0 +1,200 @@
+//! Faults under a Postgres-to-Postgres run, at a known moment (the run is held at a phase
+//! with `WEIR_FAULT_PAUSE` while the test breaks the server): the server restarting in the
+//! middle of the extraction, the sink's connection cut in the middle of its COPY. Each is
+//! retried within the policy and ends with every row once; past the policy it fails clearly
+//! with nothing in the warehouse and no watermark.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::postgres::PgServer;
+use common::stderr;
+
+const ROWS: i64 = 3_000;
+
+fn server() -> PgServer {
+    let pg = PgServer::start();
+    pg.execute("postgres", "CREATE DATABASE shop");
+    pg.execute("postgres", "CREATE DATABASE dw");
+    pg.execute(
+        "shop",
+        &format!(
+            "CREATE TABLE orders AS SELECT i::bigint AS order_id, (i % 97)::bigint AS customer_id, \
+             (10 + i % 50)::double precision AS amount, 1.0::double precision AS exchange_rate, \
+             timestamptz '2024-01-01' + (i % 80) * interval '1 day' AS order_date, \
+             timestamptz '2024-06-01' + i * interval '1 second' AS updated_at \
+             FROM generate_series(1, {ROWS}) AS i"
+        ),
+    );
+    pg
+}
+
+fn pipeline(dir: &Path, pg: &PgServer, attempts: u32) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "faults"
+[source]
+kind = "postgres"
+url = "{shop}"
+table = "orders"
+batch_size = 100
+incremental = {{ cursor = "updated_at" }}
+
+[[steps]]
+kind = "transform"
+plugin = "{transform}"
+
+[[sinks]]
+kind = "postgres"
+name = "dw"
+url = "{dw}"
+table = "orders"
+
+[retry]
+attempts = {attempts}
+initial_delay_ms = 200
+max_delay_ms = 1000
+"#,
+            shop = pg.url("shop"),
+            dw = pg.url("dw"),
+            transform = common::components().orders_transform.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Run the pipeline held for a while at `pause` (`<point>@<n>`); once it is held, `fault`.
+fn run_with_fault(pipeline: &Path, pause: &str, fault: impl FnOnce()) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = common::host()
+        .args(["run", "--quiet"])
+        .arg(pipeline)
+        .env("WEIR_FAULT_PAUSE", format!("{pause}:1500"))
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "the run ended before it paused:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("weir: paused at") {
+            break;
+        }
+    }
+    fault();
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        rest
+    });
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = format!("{seen}{}", rest.join().unwrap()).into_bytes();
+    (out, started.elapsed())
+}
+
+/// Order ids in the warehouse and how many times each is there (none without a table).
+fn warehouse_counts(pg: &PgServer) -> Vec<(i64, i64)> {
+    let exists = pg.rows("dw", "SELECT (to_regclass('orders') IS NOT NULL)::text");
+    if exists[0][0].as_deref() != Some("true") {
+        return Vec::new();
+    }
+    pg.rows("dw", "SELECT order_id::text, count(*)::text FROM orders GROUP BY 1 ORDER BY 1")
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_ref().unwrap().parse().unwrap(),
+                r[1].as_ref().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn every_row_once() -> Vec<(i64, i64)> {
+    (1..=ROWS).map(|id| (id, 1)).collect()
+}
+
+fn watermark(pipeline: &Path) -> String {
+    let out = common::host().args(["state", "show"]).arg(pipeline).output().unwrap();
+    common::stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("watermark ").map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_source_restarting_mid_extract_is_retried_and_every_row_lands_once() {
+    let pg = server();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path(), &pg, 5);
+    let (out, took) = run_with_fault(&pipeline, "extract@5", || pg.restart());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed (attempt 1 of 5), retrying"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(warehouse_counts(&pg), every_row_once());
+    assert!(watermark(&pipeline).starts_with("2024-06-01T00:50:00"), "{}", watermark(&pipeline));
+    println!("source restart mid-extract: recovered in {took:?}");
+}
+
+#[test]
+fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
+    let pg = server();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path(), &pg, 5);
+    let (out, _) = run_with_fault(&pipeline, "sink_write@10", || {
+        pg.execute(
+            "postgres",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = 'dw' AND pid <> pg_backend_pid()",
+        )
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed (attempt 1 of 5), retrying"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(warehouse_counts(&pg), every_row_once());
+}
+
+#[test]
+fn a_cut_past_the_retry_policy_fails_clearly_with_nothing_partial() {
+    let pg = server();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path(), &pg, 1);
+    let (out, _) = run_with_fault(&pipeline, "sink_write@10", || {
+        pg.execute(
+            "postgres",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = 'dw' AND pid <> pg_backend_pid()",
+        )
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = stderr(&out);
+    assert!(error.contains("error: pipeline"), "{error}");
+    assert!(error.contains("dw"), "the error names the sink: {error}");
+    // Nine batches had gone into the COPY: none of them is in the warehouse.
+    assert_eq!(warehouse_counts(&pg), Vec::new());
+    assert_eq!(watermark(&pipeline), "(none)");
+
+    // The next run, with the server healthy, loads everything once.
+    let out = common::host().args(["run", "--quiet"]).arg(&pipeline).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(warehouse_counts(&pg), every_row_once());
+}
