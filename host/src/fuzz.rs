@@ -78,7 +78,38 @@ mod tests {
     use super::*;
 
     fn seeds(target: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/seeds")
+            .join(target)
+    }
+
+    fn regressions(target: &str) -> Vec<Vec<u8>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions")
+            .join(target);
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| std::fs::read(f.unwrap().path()).unwrap())
+            .collect()
+    }
+
+    /// Inputs that once crashed a fuzz target: each is now an error, not a panic.
+    #[test]
+    fn the_regression_inputs_are_errors() {
+        for bytes in regressions("plugin_output")
+            .into_iter()
+            .filter(|b| !b.is_empty())
+        {
+            assert!(ipc::decode_batch(bytes).is_err());
+        }
+        for bytes in regressions("pipeline_file") {
+            pipeline_file(&String::from_utf8_lossy(&bytes));
+        }
+        for bytes in regressions("text_file") {
+            if let Some((&first, rest)) = bytes.split_first() {
+                text_file(rest, first % 2 == 0);
+            }
+        }
     }
 
     /// The seed corpus is made of valid inputs that go all the way through (the plugin
@@ -87,8 +118,14 @@ mod tests {
     fn the_seed_inputs_are_valid_and_go_through() {
         let batch = RecordBatch::try_from_iter(vec![
             ("order_id", Arc::new(Int64Array::from(vec![1, 2])) as _),
-            ("customer", Arc::new(StringArray::from(vec![Some("a"), None])) as _),
-            ("total_usd", Arc::new(Float64Array::from(vec![1.5, 2.5])) as _),
+            (
+                "customer",
+                Arc::new(StringArray::from(vec![Some("a"), None])) as _,
+            ),
+            (
+                "total_usd",
+                Arc::new(Float64Array::from(vec![1.5, 2.5])) as _,
+            ),
         ])
         .unwrap();
         let seed = seeds("plugin_output").join("orders.arrow");

@@ -24,7 +24,8 @@ pub struct Written {
 pub struct SinkWriter {
     pub name: String,
     sender: Option<mpsc::Sender<RecordBatch>>,
-    task: JoinHandle<Result<Written, LoadError>>,
+    /// Taken by the first `finish`: a task's outcome can be awaited only once.
+    task: Option<JoinHandle<Result<Written, LoadError>>>,
 }
 
 impl SinkWriter {
@@ -69,7 +70,7 @@ impl SinkWriter {
         SinkWriter {
             name,
             sender: Some(sender),
-            task,
+            task: Some(task),
         }
     }
 
@@ -83,11 +84,18 @@ impl SinkWriter {
         Ok(())
     }
 
-    /// Wait until everything sent is written; the load, ready to commit or abort.
+    /// Wait until everything sent is written; the load, ready to commit or abort. After the
+    /// first call (which may have reported the task's failure) there is nothing left.
     pub async fn finish(&mut self) -> Result<Written, RunError> {
         self.sender = None;
         let name = self.name.clone();
-        match (&mut self.task).await {
+        let Some(task) = self.task.take() else {
+            return Ok(Written {
+                load: None,
+                already_held: false,
+            });
+        };
+        match task.await {
             Ok(result) => result.map_err(|source| RunError::Load { sink: name, source }),
             Err(e) => {
                 let source = LoadError::Io {

@@ -163,6 +163,10 @@ impl PgServer {
             pg_command(&bindir().join("pg_ctl"))
                 .arg("-D")
                 .arg(self.dir.path().join("data"))
+                // The server's output to its log: a server holding our pipe would keep
+                // `output()` waiting for ever.
+                .arg("-l")
+                .arg(self.dir.path().join("log"))
                 .args(["-m", "immediate", "-w", "-t", "60", "restart"]),
             "restarting postgres",
         );
