@@ -164,7 +164,22 @@ fn the_source_restarting_mid_extract_is_retried_and_every_row_lands_once() {
     );
     assert_every_row_once(&pg);
     assert_eq!(watermark(&pipeline), "2024-06-01 00:50:00+00");
-    println!("source restart mid-extract: recovered in {took:?}");
+    report(
+        "restart",
+        "source (and sink) server restarted (`-m immediate`) after the 5th batch read",
+        took,
+    );
+}
+
+/// This fault's row of RELIABILITY.md: rows lost and duplicated are 0, or the test failed.
+fn report(name: &str, what: &str, took: Duration) {
+    common::reliability::write_section(
+        &format!("faults:postgres-{name}"),
+        &[format!(
+            "| Postgres: {what} | retried within the policy (5 attempts) | 1 | 0 | 0 | run incl. 1.5 s pause: {:.1} s |",
+            took.as_secs_f64()
+        )],
+    );
 }
 
 #[test]
@@ -172,7 +187,7 @@ fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path(), &pg, 5);
-    let (out, _) = run_with_fault(&pipeline, "sink_write@10", || {
+    let (out, took) = run_with_fault(&pipeline, "sink_write@10", || {
         pg.execute(
             "postgres",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -186,6 +201,11 @@ fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
         stderr(&out)
     );
     assert_every_row_once(&pg);
+    report(
+        "cut",
+        "the sink's connection cut in the middle of its COPY (10th batch)",
+        took,
+    );
 }
 
 #[test]

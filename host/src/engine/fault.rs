@@ -64,11 +64,9 @@ impl Fault {
         let Some((target, n)) = &self.point else {
             return;
         };
-        if target == point {
-            if self.reached.fetch_add(1, Ordering::Relaxed) + 1 == *n {
-                eprintln!("weir: injected fault at {point}: aborting");
-                std::process::abort();
-            }
+        if target == point && self.reached.fetch_add(1, Ordering::Relaxed) + 1 == *n {
+            eprintln!("weir: injected fault at {point}: aborting");
+            std::process::abort();
         }
     }
 }
