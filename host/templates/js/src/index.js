@@ -1,4 +1,5 @@
-// {{name}}: upper-cases every string column. Build with `host plugin build .`, check with
+// {{name}}: upper-cases every string column (but the `_weir_` provenance columns, which
+// name the source file and row of each row and must pass through unchanged). Build with `host plugin build .`, check with
 // `host plugin test . --input test/input.csv --expect test/expected.csv`.
 //
 // `weir-sdk` and `apache-arrow` come with `host plugin build`; the table is an
@@ -14,7 +15,7 @@ export default transform({
   transform(table) {
     const columns = table.schema.fields.map((field) => {
       const column = table.getChild(field.name);
-      if (!DataType.isUtf8(field.type)) return column;
+      if (!DataType.isUtf8(field.type) || field.name.startsWith("_weir_")) return column;
       const upper = Array.from(column, (value) => (value == null ? null : value.toUpperCase()));
       return vectorFromArray(upper, new Utf8());
     });

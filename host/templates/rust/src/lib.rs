@@ -1,4 +1,5 @@
-//! {{name}}: upper-cases every string column. Build with `host plugin build .`, check with
+//! {{name}}: upper-cases every string column (but the `_weir_` provenance columns, which
+//! name the source file and row of each row and must pass through unchanged). Build with `host plugin build .`, check with
 //! `host plugin test . --input test/input.csv --expect test/expected.csv`.
 
 use std::sync::Arc;
@@ -15,11 +16,13 @@ impl Transform for Upper {
     }
 
     fn transform(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
+        let schema = batch.schema();
         let columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
-            .map(|column| match column.data_type() {
-                DataType::Utf8 => {
+            .zip(schema.fields())
+            .map(|(column, field)| match column.data_type() {
+                DataType::Utf8 if !field.name().starts_with("_weir_") => {
                     let upper: weir_sdk::arrow::array::StringArray = column
                         .as_string::<i32>()
                         .iter()
