@@ -17,6 +17,9 @@ pub(super) fn new_store(engine: &Engine, policy: &StepPolicy) -> Store<StoreStat
     let mut store = Store::new(engine, StoreState::new(&policy.limits, &policy.grants));
     store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();
+    // Instantiation runs guest code (start functions) too: it gets one call's budget
+    // (a session's first call narrows it to what its tenant has left).
+    store.set_epoch_deadline(ticks(&policy.limits.timeout()));
     store
 }
 
