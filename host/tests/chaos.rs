@@ -53,7 +53,7 @@ impl Rng {
 }
 
 /// Round `round`'s file: fresh order ids, every row valid, all in the round's own month (so
-/// `replace_partition` loads never overlap and every row must survive), cursors (one minute
+/// `replace_partition` loads never overlap and every row must survive), cursors (one second
 /// apart) after the previous round's.
 fn round_file(round: i64) -> String {
     let mut csv = "order_id,customer_id,amount,exchange_rate,order_date,updated_at\n".to_string();
@@ -62,12 +62,13 @@ fn round_file(round: i64) -> String {
         let id = round * ROWS_PER_FILE + i;
         let _ = writeln!(
             csv,
-            "{id},{},{}.5,1.0,{year}-{month:02}-{:02}T10:00:00Z,2024-01-{:02}T{:02}:{:02}:00Z",
+            "{id},{},{}.5,1.0,{year}-{month:02}-{:02}T10:00:00Z,2024-01-{:02}T{:02}:{:02}:{:02}Z",
             id % 97,
             10 + id % 40,
             1 + i % 28,
-            1 + id / 1440,
-            id / 60 % 24,
+            1 + id / 86_400,
+            id / 3600 % 24,
+            id / 60 % 60,
             id % 60
         );
     }
