@@ -234,12 +234,13 @@ struct Tally {
     worst_recovery: Duration,
 }
 
-/// The phase a killed run was in, from its trace.
+/// The phase a killed run was in, from its trace (a line the kill cut short does not count).
 fn last_phase(stderr: &str) -> String {
     stderr
         .lines()
         .rev()
-        .find_map(|l| l.strip_prefix("weir: phase "))
+        .filter_map(|l| l.strip_prefix("weir: phase "))
+        .find(|p| POINTS.contains(p) || *p == "state_committed")
         .unwrap_or("startup")
         .to_string()
 }
