@@ -5,29 +5,12 @@
 
 mod common;
 
+use common::hostile::{attack, policy, serial};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use weir::plugin::{Cause, Limits, Plugin, StepPolicy, TransformSession, ValidateSession};
-
-/// The measuring tests share the machine's cores: one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn policy(timeout_ms: u64, memory_mib: u64) -> StepPolicy {
-    StepPolicy {
-        limits: Limits {
-            memory_mib,
-            timeout_ms,
-        },
-        ..StepPolicy::default()
-    }
-}
+use weir::plugin::{Cause, Plugin, TransformSession, ValidateSession};
 
 fn hostile() -> Plugin {
     common::load(&common::components().hostile)
@@ -43,21 +26,6 @@ fn validator(timeout_ms: u64) -> ValidateSession {
     common::load(&common::components().hostile_validator)
         .validate_session("{}", policy(timeout_ms, 256))
         .unwrap()
-}
-
-fn attack(name: &str) -> RecordBatch {
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("attack", DataType::Utf8, true),
-    ]);
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![
-            Arc::new(Int64Array::from(vec![1, 2, 3])),
-            Arc::new(StringArray::from(vec![name; 3])),
-        ],
-    )
-    .unwrap()
 }
 
 /// The resident set of this process, MiB.

@@ -3,37 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
+use common::hostile::{attack as batch, policy};
+
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use weir::plugin::{Cause, Grants, Limits, PluginError, RowPolicy, StepPolicy, TransformSession};
-
-fn batch(attack: &str) -> RecordBatch {
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("attack", DataType::Utf8, true),
-    ]);
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![
-            Arc::new(Int64Array::from(vec![1, 2, 3])),
-            Arc::new(StringArray::from(vec![attack; 3])),
-        ],
-    )
-    .unwrap()
-}
-
-fn policy(timeout_ms: u64, memory_mib: u64) -> StepPolicy {
-    StepPolicy {
-        limits: Limits {
-            memory_mib,
-            timeout_ms,
-        },
-        ..StepPolicy::default()
-    }
-}
+use arrow::array::{AsArray, RecordBatch};
+use weir::plugin::{Cause, Grants, PluginError, RowPolicy, StepPolicy, TransformSession};
 
 fn session(policy: StepPolicy) -> TransformSession {
     common::load(&common::components().hostile)

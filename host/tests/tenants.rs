@@ -3,67 +3,26 @@
 
 mod common;
 
+use common::hostile::{attack, policy, serial};
+
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use weir::plugin::{Cause, Limits, Plugin, Runtime, StepPolicy, TenantLimits, TransformSession};
-
-/// The timing tests measure CPU shares: run them one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use weir::plugin::{Cause, Runtime, TenantLimits, TransformSession};
 
 fn runtime() -> &'static Runtime {
     static RUNTIME: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
     RUNTIME.get_or_init(|| Runtime::with_cache_dir(None).unwrap())
 }
 
-fn policy(timeout_ms: u64) -> StepPolicy {
-    StepPolicy {
-        limits: Limits {
-            memory_mib: 256,
-            timeout_ms,
-        },
-        ..StepPolicy::default()
-    }
-}
-
-/// Loaded (compiled) once: compiling is not what these tests measure.
-fn plugin(path: &std::path::Path) -> Plugin {
-    static LOADED: Mutex<Vec<(std::path::PathBuf, Plugin)>> = Mutex::new(Vec::new());
-    let mut loaded = LOADED.lock().unwrap();
-    if let Some((_, plugin)) = loaded.iter().find(|(p, _)| p == path) {
-        return plugin.clone();
-    }
-    let plugin = runtime().load(path).unwrap();
-    loaded.push((path.to_path_buf(), plugin.clone()));
-    plugin
-}
-
 fn hostile(timeout_ms: u64) -> TransformSession {
-    plugin(&common::components().hostile)
-        .transform_session("{}", policy(timeout_ms))
+    common::load(&common::components().hostile)
+        .transform_session("{}", policy(timeout_ms, 256))
         .unwrap()
-}
-
-fn attack(name: &str) -> RecordBatch {
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("attack", DataType::Utf8, true),
-    ]);
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![
-            Arc::new(Int64Array::from(vec![1, 2, 3])),
-            Arc::new(StringArray::from(vec![name; 3])),
-        ],
-    )
-    .unwrap()
 }
 
 /// Clean orders: every row passes the orders transform.
@@ -208,8 +167,8 @@ fn healthy_throughput(
 /// three alternations).
 fn share_beside_hostile(hostile_limits: TenantLimits, name: &str, threads: usize) -> f64 {
     let healthy = runtime().tenant("healthy", &TenantLimits::default());
-    let mut session = plugin(&common::components().orders_transform)
-        .transform_session("{}", policy(10_000))
+    let mut session = common::load(&common::components().orders_transform)
+        .transform_session("{}", policy(10_000, 256))
         .unwrap()
         .with_tenant(Some(healthy.start_run()));
     let batch = orders(65_536);

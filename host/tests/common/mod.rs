@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod hostile;
 pub mod http_api;
 pub mod pipeline;
 pub mod postgres;
@@ -86,8 +87,17 @@ pub fn runtime() -> (Runtime, tempfile::TempDir) {
     (Runtime::with_cache_dir(Some(cache.path())).unwrap(), cache)
 }
 
+/// The component at `path`, compiled once per test binary (compiling is not what a test
+/// measures).
 pub fn load(path: &Path) -> Plugin {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    static LOADED: std::sync::Mutex<Vec<(PathBuf, Plugin)>> = std::sync::Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, plugin)) = loaded.iter().find(|(p, _)| p == path) {
+        return plugin.clone();
+    }
     let runtime = RUNTIME.get_or_init(|| Runtime::with_cache_dir(None).unwrap());
-    runtime.load(path).unwrap_or_else(|e| panic!("{e}"))
+    let plugin = runtime.load(path).unwrap_or_else(|e| panic!("{e}"));
+    loaded.push((path.to_path_buf(), plugin.clone()));
+    plugin
 }
