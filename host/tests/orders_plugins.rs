@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::xorshift::Gen;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -13,20 +15,6 @@ use arrow::datatypes::{
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use weir::plugin::{Cause, StepPolicy};
-
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 struct Row {
     order_id: i64,

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::xorshift::Gen;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -32,23 +34,6 @@ fn orders_js() -> &'static Path {
         let dir = common::workspace_root().join("plugins/orders-transform-js");
         build(&dir, &quiet()).unwrap_or_else(|e| panic!("{e}")).path
     })
-}
-
-/// xorshift: deterministic, so failures reproduce.
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
 }
 
 /// An `order_date` text: mostly the shapes order exports use, and many that are almost

@@ -6,6 +6,8 @@
 //! `$WEIR_TOOLCHAINS` or `~/.cache/weir/toolchains`).
 
 mod common;
+
+use common::xorshift::Gen;
 #[path = "../benches/support/mod.rs"]
 mod support;
 
@@ -47,23 +49,6 @@ fn python_orders() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| build_python(&common::workspace_root().join("plugins/orders-transform-py")))
-}
-
-/// xorshift: deterministic input, so a failure reproduces.
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
 }
 
 /// Dates in the shapes order exports have, and bad ones; plus, one row in four, a shape

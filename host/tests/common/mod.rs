@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod postgres;
 pub mod reliability;
 pub mod s3;
+pub mod xorshift;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
