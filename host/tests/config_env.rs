@@ -22,6 +22,7 @@ name = "lake"
 path = "lake"
 "#,
     );
+    project.allow(&[env!("CARGO_MANIFEST_DIR")]);
     let loaded = load(&project.file).unwrap();
     let Source::Files(files) = &loaded.pipeline.source else {
         panic!("a file source")
@@ -49,6 +50,7 @@ path = "${WAREHOUSE_DIR}/orders.db"
 table = "orders"
 "#;
     let project = Project::new(toml);
+    project.allow(&["/srv"]);
     let vars = [
         ("DATA_DIR", "/srv/data"),
         ("PLUGINS", "../plugins"),

@@ -9,6 +9,7 @@ mod document;
 mod env;
 mod error;
 pub mod project;
+mod root;
 pub mod types;
 mod validate;
 

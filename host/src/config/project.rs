@@ -13,6 +13,10 @@
 //! store = ".weir/plugins"                # the default; relative to weir.toml
 //! trusted_keys = ["ed25519:<base64 public key>"]
 //!
+//! [paths]                              # what the pipelines' local paths may point at
+//! root = ".."                            # (default: this file's directory; see config::root)
+//! allow = ["/srv/exports"]
+//!
 //! [tenants.acme]                         # steps with `tenant = "acme"` (see plugin::tenant)
 //! memory_mib = 128                       # ceilings over the steps' own limits
 //! timeout_ms = 2000
@@ -50,6 +54,20 @@ pub struct ProjectFile {
     pub plugins: Plugins,
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantLimits>,
+    #[serde(default)]
+    pub paths: Paths,
+}
+
+/// Where the pipelines' local paths may point (see [`super::root`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    /// The directory local paths must stay under, relative to `weir.toml` (default: its
+    /// directory).
+    pub root: Option<String>,
+    /// Further directories they may use.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// Installed plugins: where their components are kept, and whose signatures are trusted.

@@ -8,6 +8,7 @@ use super::ConfigError;
 use super::document::child_key;
 use super::error::Locator;
 use super::project::{FILE_NAME, Project, Zone};
+use super::root::Roots;
 use super::types::{
     Check, DatabaseSource, FileSource, HttpSource, LoadMode, ModeName, OnFail, Pagination,
     Pipeline, PluginStep, S3Settings, Sink, Source, Step,
@@ -84,7 +85,52 @@ pub(super) fn validate(
     if pipeline.keep_raw {
         zone_configured(Zone::Raw, project, "keep_raw", at)?;
     }
-    sinks(&pipeline.sinks, project, at)
+    let modes = sinks(&pipeline.sinks, project, at)?;
+    within_root(pipeline, base_dir, project, at)?;
+    Ok(modes)
+}
+
+/// Every local path the pipeline reads or writes stays under the project's root (see
+/// [`super::root`]); `s3://` paths and lake zones (rooted by the project file) are not
+/// local to the pipeline.
+fn within_root(
+    pipeline: &Pipeline,
+    base_dir: &Path,
+    project: Option<&Project>,
+    at: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let mut paths: Vec<(String, &str)> = Vec::new();
+    match &pipeline.source {
+        Source::Files(files) => paths.push(("source.path".into(), files.path.get_ref())),
+        Source::Sqlite(database) => {
+            let file = database.url.get_ref().trim_start_matches(SQLITE_SCHEME);
+            let file = file.split_once('?').map_or(file, |(file, _)| file);
+            paths.push(("source.url".into(), file));
+        }
+        Source::Postgres(_) | Source::Http(_) => {}
+    }
+    if let Some(quarantine) = &pipeline.quarantine {
+        paths.push(("quarantine.path".into(), quarantine.path.get_ref()));
+    }
+    paths.push(("state.path".into(), &pipeline.state.path));
+    for (i, sink) in pipeline.sinks.iter().enumerate() {
+        match sink {
+            Sink::Sqlite(s) => paths.push((format!("sinks[{i}].path"), s.path.get_ref())),
+            Sink::Parquet(s) if s.zone.is_none() => {
+                paths.push((format!("sinks[{i}].path"), s.path.get_ref()))
+            }
+            Sink::Parquet(_) | Sink::Postgres(_) => {}
+        }
+    }
+    let roots = Roots::of(base_dir, project);
+    for (key, path) in paths {
+        if !path.starts_with(S3_SCHEME) {
+            roots
+                .check(path, base_dir)
+                .map_err(|message| at.at_key(&key, at.secrets().redact(&message)))?;
+        }
+    }
+    Ok(())
 }
 
 /// A zone a pipeline uses must have a root in the project file.

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 pub use summary::RunSummary;
 
 use crate::config::types::OnFail;
+use crate::extract::drift::LoadColumns;
 use crate::extract::incremental::CursorFilter;
 use crate::extract::{CursorRange, ExtractError, Part};
 use crate::load::LoadError;
@@ -285,12 +286,17 @@ async fn attempt(
         .map(|q| SinkWriter::spawn(q.clone(), &plan.name, &window.load_id));
     let mut failures = Failures::default();
 
+    // Files are read one by one, each with its own schema; other parts share the source's.
+    let mut columns = LoadColumns::default();
     let outcome: Result<(), RunError> = async {
         for part in &window.parts {
             progress.file(&part.name);
             let mut batches = plan.source.read(part, &range).await?;
             while let Some(batch) = batches.next().await {
                 let mut batch = batch?;
+                if part.fingerprint.is_some() {
+                    columns.check(&part.name, batch.schema_ref())?;
+                }
                 fault.at("extract");
                 if let Some(cursor) = cursor.as_mut() {
                     batch = cursor.apply(batch)?;

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
+use super::csv_error::{self, Columns};
 use super::object_reader::ObjectReader;
 use super::produced;
 use super::text::{TextDecoder, infer_schema};
@@ -61,6 +63,20 @@ pub fn arrow_type(t: ColumnType) -> DataType {
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Date => DataType::Date32,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+/// A type as `source.schema` spells it (the inverse of [`arrow_type`]); Arrow's name for
+/// the others.
+pub fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int64 => "int64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Utf8 => "utf8".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        other => other.to_string(),
     }
 }
 
@@ -159,16 +175,20 @@ impl FileSource {
         let format = self.format_of(file)?;
         let raw = match format {
             FileFormat::Parquet => self.parquet_builder(file).await?.schema().clone(),
+            // An empty text file has no header and no rows: nothing to read.
+            _ if file.fingerprint.size == 0 => return Ok(Arc::new(Schema::empty())),
             FileFormat::Csv | FileFormat::Ndjson => {
                 let head = self
                     .store
                     .get_range(&file.location, 0..file.fingerprint.size.min(INFER_BYTES))
                     .await
                     .map_err(|e| io_error(file, e))?;
-                Arc::new(
-                    infer_schema(format == FileFormat::Csv, &head, INFER_RECORDS)
-                        .map_err(|e| read_error(file, e))?,
-                )
+                let csv = format == FileFormat::Csv;
+                let schema = infer_schema(csv, &head, INFER_RECORDS).map_err(|e| match csv {
+                    true => csv_error(&file.path, &header_of(&head), &self.spec.declared, e),
+                    false => read_error(file, e),
+                })?;
+                Arc::new(schema)
             }
         };
         Ok(self.apply_declared(&raw))
@@ -203,6 +223,9 @@ impl FileSource {
     /// Read one file as a stream of batches with provenance columns appended.
     pub async fn read(&self, file: &FoundFile) -> Result<BatchStream, ExtractError> {
         let schema = self.schema(file).await?;
+        if schema.fields().is_empty() && file.fingerprint.size == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
         let batches: BatchStream = match self.format_of(file)? {
             FileFormat::Parquet => {
                 let stream = self
@@ -220,10 +243,21 @@ impl FileSource {
                     .boxed()
             }
             format => {
-                let decoder = match format {
-                    FileFormat::Csv => TextDecoder::csv(schema, self.spec.batch_size),
-                    _ => TextDecoder::json(schema, self.spec.batch_size)
-                        .map_err(|e| read_error(file, e))?,
+                let path = file.path.clone();
+                let (decoder, explain): (_, ErrorMap) = match format {
+                    FileFormat::Csv => {
+                        let names: Vec<String> =
+                            schema.fields().iter().map(|f| f.name().clone()).collect();
+                        let declared = self.spec.declared.clone();
+                        let explain = move |e| csv_error(&path, &names, &declared, e);
+                        let decoder = TextDecoder::csv(schema, self.spec.batch_size);
+                        (decoder, Box::new(explain))
+                    }
+                    _ => {
+                        let decoder = TextDecoder::json(schema, self.spec.batch_size)
+                            .map_err(|e| read_error(file, e))?;
+                        (decoder, Box::new(move |e| read_error_at(&path, e)))
+                    }
                 };
                 let bytes = self
                     .store
@@ -231,7 +265,7 @@ impl FileSource {
                     .await
                     .map_err(|e| io_error(file, e))?
                     .into_stream();
-                decode_stream(file.path.clone(), bytes, decoder)
+                decode_stream(file.path.clone(), bytes, decoder, explain)
             }
         };
         let path = file.path.clone();
@@ -249,10 +283,14 @@ impl FileSource {
 }
 
 /// Push bytes from the store through a decoder; a bounded channel keeps memory bounded.
+/// Turns a decoder's error into one naming the file (and, for CSV, the row and column).
+type ErrorMap = Box<dyn Fn(ArrowError) -> ExtractError + Send>;
+
 fn decode_stream(
     path: String,
     mut bytes: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
     mut decoder: TextDecoder,
+    explain: ErrorMap,
 ) -> BatchStream {
     produced(move |tx| async move {
         while let Some(chunk) = bytes.next().await {
@@ -262,13 +300,13 @@ fn decode_stream(
             })?;
             let mut rest = &chunk[..];
             while !rest.is_empty() {
-                let used = decoder.decode(rest).map_err(|e| read_error_at(&path, e))?;
+                let used = decoder.decode(rest).map_err(&explain)?;
                 rest = &rest[used..];
                 if rest.is_empty() {
                     break;
                 }
                 // Bytes left over: the batch is full.
-                let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? else {
+                let Some(batch) = decoder.flush().map_err(&explain)? else {
                     if used == 0 {
                         return Err(read_error_at(&path, "the decoder made no progress"));
                     }
@@ -279,8 +317,8 @@ fn decode_stream(
                 }
             }
         }
-        decoder.decode(&[]).map_err(|e| read_error_at(&path, e))?;
-        if let Some(batch) = decoder.flush().map_err(|e| read_error_at(&path, e))? {
+        decoder.decode(&[]).map_err(&explain)?;
+        if let Some(batch) = decoder.flush().map_err(&explain)? {
             let _ = tx.send(Ok(batch)).await;
         }
         Ok(())
@@ -327,6 +365,40 @@ fn cast_to(
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(target.clone(), columns).map_err(|e| read_error_at(path, e))
+}
+
+/// A CSV error naming the row and column (see [`csv_error`]).
+fn csv_error(
+    path: &str,
+    names: &[String],
+    declared: &BTreeMap<String, ColumnType>,
+    error: ArrowError,
+) -> ExtractError {
+    let is_declared = |name: &str| declared.contains_key(name);
+    let columns = Columns {
+        names,
+        declared: &is_declared,
+    };
+    let problem = csv_error::explain(&error, &columns);
+    match problem.row {
+        Some(row) => ExtractError::Row {
+            path: path.to_string(),
+            row,
+            message: problem.message,
+        },
+        None => read_error_at(path, problem.message),
+    }
+}
+
+/// The column names of a CSV file's header line (for errors from schema inference, which
+/// come before there is a schema).
+fn header_of(head: &[u8]) -> Vec<String> {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    String::from_utf8_lossy(line)
+        .trim_end_matches('\r')
+        .split(',')
+        .map(|name| name.trim().trim_matches('"').to_string())
+        .collect()
 }
 
 fn read_error(file: &FoundFile, message: impl ToString) -> ExtractError {

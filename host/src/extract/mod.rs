@@ -2,6 +2,8 @@
 //! yields a stream of bounded Arrow batches carrying provenance columns (`_weir_source`,
 //! `_weir_row`) so that a bad row can be named by its source and row after any transform.
 
+mod csv_error;
+pub mod drift;
 pub mod file;
 pub mod http;
 pub mod incremental;
@@ -189,6 +191,23 @@ pub enum ExtractError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A bad record of a file: `row` counts records after the header, from 1.
+    #[error("{path} row {row}: {message}")]
+    Row {
+        path: String,
+        row: u64,
+        message: String,
+    },
+    /// A file of the load whose columns differ from the load's first file.
+    #[error(
+        "{path}: its columns differ from those of {first} (the load's first file): {message}; \
+         every file of a load must have the same columns"
+    )]
+    Drift {
+        path: String,
+        first: String,
+        message: String,
+    },
     #[error("{path}: cursor column `{column}` is missing")]
     MissingCursor { path: String, column: String },
     #[error(

@@ -27,6 +27,13 @@ impl Project {
         Project { dir, file }
     }
 
+    /// A `weir.toml` beside the pipeline that lets its paths use `dirs` too.
+    pub fn allow(&self, dirs: &[&str]) {
+        let dirs: Vec<String> = dirs.iter().map(|d| format!("{d:?}")).collect();
+        let toml = format!("[paths]\nallow = [{}]\n", dirs.join(", "));
+        std::fs::write(self.dir.path().join("pipelines/weir.toml"), toml).unwrap();
+    }
+
     pub fn load(&self, vars: &[(&str, &str)]) -> Result<LoadedPipeline, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
