@@ -66,9 +66,8 @@ impl Roots {
 /// The directory made absolute and free of symlinks when it exists (so that a root reached
 /// through a symlink, like a temporary directory, compares equal), else only absolute.
 fn absolute(dir: &Path) -> PathBuf {
-    std::fs::canonicalize(dir).unwrap_or_else(|_| {
-        normalize(&std::env::current_dir().unwrap_or_default().join(dir))
-    })
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| normalize(&std::env::current_dir().unwrap_or_default().join(dir)))
 }
 
 /// `.` and `..` resolved without touching the file system.

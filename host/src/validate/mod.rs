@@ -116,7 +116,8 @@ impl Failures {
             let _ = writeln!(out, "  {failure}");
         }
         for (check, count) in &self.by_check {
-            let _ = writeln!(out, "  {check}: {count} rows");
+            let rows = if *count == 1 { "row" } else { "rows" };
+            let _ = writeln!(out, "  {check}: {count} {rows}");
         }
         for example in &self.examples {
             let _ = writeln!(out, "  e.g. {example}");
