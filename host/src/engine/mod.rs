@@ -10,7 +10,7 @@
 //!    A crash anywhere leaves either nothing visible or a pending load whose replay skips the
 //!    sinks that already hold its marker.
 
-mod fault;
+pub(crate) mod fault;
 mod summary;
 mod writer;
 
