@@ -252,6 +252,12 @@ fn an_s3_outage_past_the_retry_policy_fails_the_run_with_nothing_committed() {
         error.contains("500"),
         "the error says what S3 answered: {error}"
     );
+    let failure = &error[error.find("error: pipeline").unwrap()..];
+    assert_eq!(
+        failure.matches("sink `lake`").count(),
+        1,
+        "said once: {failure}"
+    );
     assert!(down.load(Ordering::SeqCst), "{}", lake.proxy.log());
     let failures = lake.proxy.failed();
 
