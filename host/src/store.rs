@@ -240,6 +240,11 @@ fn s3_builder(s3: &S3Settings, bucket: &str) -> AmazonS3Builder {
             AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
             s3.allow_http.map(|b| b.to_string()),
         ),
+        // A humantime string, as object_store parses it (validation has checked it).
+        (
+            AmazonS3ConfigKey::Client(object_store::ClientConfigKey::Timeout),
+            s3.timeout.clone(),
+        ),
     ];
     for (key, value) in settings {
         if let Some(value) = value {

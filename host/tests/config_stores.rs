@@ -59,6 +59,14 @@ fn s3_paths_and_settings_are_checked_where_they_are_written() {
             "6: s3.endpoint: must be a URL starting with https:// (or http:// with allow_http = true)",
         ),
         (
+            "[s3]\ntimeout = \"5 parsecs\"\n",
+            "6: s3.timeout: `5 parsecs` is not a timeout: write a number and a unit, e.g. \"30s\", \"500ms\" or \"2m\"",
+        ),
+        (
+            "[s3]\ntimeout = \"0s\"\n",
+            "6: s3.timeout: `0s` is not a timeout: write a number and a unit, e.g. \"30s\", \"500ms\" or \"2m\"",
+        ),
+        (
             "[s3]\naccess_key_id = \"${KEY}\"\n",
             "6: s3.access_key_id: `access_key_id` and `secret_access_key` go together: set both or neither (neither: taken from AWS_* variables)",
         ),
@@ -84,7 +92,7 @@ fn s3_paths_and_settings_are_checked_where_they_are_written() {
 
     // Credentials from the environment load, and never show in Debug output.
     let ok = with(
-        "[s3]\nregion = \"eu-west-1\"\nallow_http = true\naccess_key_id = \"${KEY}\"\nsecret_access_key = \"${SECRET}\"\n",
+        "[s3]\nregion = \"eu-west-1\"\nallow_http = true\ntimeout = \"5s\"\naccess_key_id = \"${KEY}\"\nsecret_access_key = \"${SECRET}\"\n",
     );
     let loaded = Project::new(&ok)
         .load(&[("KEY", "AKID"), ("SECRET", "s3cr3t-value")])
@@ -94,6 +102,7 @@ fn s3_paths_and_settings_are_checked_where_they_are_written() {
         Some("s3cr3t-value")
     );
     assert_eq!(loaded.pipeline.s3.allow_http, Some(true));
+    assert_eq!(loaded.pipeline.s3.timeout.as_deref(), Some("5s"));
     let debug = format!("{loaded:?}");
     assert!(
         !debug.contains("s3cr3t-value") && debug.contains("${SECRET}"),

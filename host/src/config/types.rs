@@ -473,6 +473,10 @@ pub struct S3Settings {
     /// `https://bucket.host/key` instead of the path style `https://host/bucket/key` (the
     /// default, which S3-compatible servers understand).
     pub virtual_hosted_style: Option<bool>,
+    /// Per request, from connecting to the end of the response (`"5s"`, `"500ms"`, `"2m"`;
+    /// default 30 s): a request still unanswered then is abandoned and retried, so a stalled
+    /// connection costs this long, not a hung run.
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

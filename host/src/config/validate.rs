@@ -190,6 +190,16 @@ fn s3(s3: &S3Settings, at: &Locator<'_>) -> Result<(), ConfigError> {
     if let Some(region) = &s3.region {
         not_blank(region, "s3.region", at)?;
     }
+    if let Some(timeout) = &s3.timeout {
+        // object_store reads the same humantime syntax; checked here to name the line.
+        let parsed = humantime::parse_duration(timeout);
+        if !parsed.is_ok_and(|d| !d.is_zero()) {
+            let message = format!(
+                "`{timeout}` is not a timeout: write a number and a unit, e.g. \"30s\", \"500ms\" or \"2m\""
+            );
+            return Err(at.at_key("s3.timeout", message));
+        }
+    }
     if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
         let message = "`access_key_id` and `secret_access_key` go together: set both or neither (neither: taken from AWS_* variables)";
         let key = match s3.access_key_id {

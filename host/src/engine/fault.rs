@@ -9,10 +9,22 @@
 //! Points, in the order a run reaches them: `extract` (a batch was read), `plugin` (a
 //! transform call starts), `sink_write` (a batch goes to the sinks), `before_sink_commit`,
 //! `after_first_sink_commit`, `after_sink_commit` (all sinks committed, state not yet),
-//! `state_committed`.
+//! `state_committed`. And `upload_part`: a part of a Parquet file's multipart upload has
+//! been uploaded (during a sink write or commit; counted over the whole process).
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
+};
 
 pub struct Fault {
     point: Option<(String, u64)>,
@@ -50,6 +62,13 @@ impl Fault {
         }
     }
 
+    /// Whether `point` is traced, held or failed at.
+    fn watches(&self, point: &str) -> bool {
+        self.trace
+            || self.point.as_ref().is_some_and(|(p, _)| p == point)
+            || self.pause.as_ref().is_some_and(|(p, ..)| p == point)
+    }
+
     pub fn at(&self, point: &str) {
         if self.trace {
             eprintln!("weir: phase {point}");
@@ -68,5 +87,136 @@ impl Fault {
             eprintln!("weir: injected fault at {point}: aborting");
             std::process::abort();
         }
+    }
+}
+
+/// The process's faults for points reached inside a sink (its uploads run on their own
+/// tasks, away from the run's per-attempt [`Fault`]).
+fn process() -> &'static Fault {
+    static FAULT: OnceLock<Fault> = OnceLock::new();
+    FAULT.get_or_init(Fault::from_env)
+}
+
+/// `store`, reaching `upload_part` after each uploaded part of a multipart upload when that
+/// point is watched; otherwise `store` itself, so a normal run pays nothing.
+pub fn watch_parts(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    match process().watches(UPLOAD_PART) {
+        true => Arc::new(PartFaults(store)),
+        false => store,
+    }
+}
+
+const UPLOAD_PART: &str = "upload_part";
+
+#[derive(Debug)]
+struct PartFaults(Arc<dyn ObjectStore>);
+
+impl fmt::Display for PartFaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Everything but the multipart upload goes straight to the store.
+#[async_trait]
+impl ObjectStore for PartFaults {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let upload = self.0.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(PartUpload(upload)))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.0.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.0.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.0.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.0.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        self.0.rename_opts(from, to, options).await
+    }
+}
+
+#[derive(Debug)]
+struct PartUpload(Box<dyn MultipartUpload>);
+
+#[async_trait]
+impl MultipartUpload for PartUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let part = self.0.put_part(data);
+        async move {
+            part.await?;
+            // The part is on the server: a fault here leaves an incomplete upload behind.
+            process().at(UPLOAD_PART);
+            Ok(())
+        }
+        .boxed()
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.0.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.0.abort().await
     }
 }

@@ -10,7 +10,7 @@
 //!    A crash anywhere leaves either nothing visible or a pending load whose replay skips the
 //!    sinks that already hold its marker.
 
-mod fault;
+pub(crate) mod fault;
 mod summary;
 mod writer;
 
@@ -49,9 +49,10 @@ pub enum RunError {
     Extract(#[from] ExtractError),
     #[error(transparent)]
     Check(#[from] ValidateError),
-    /// `source` names the sink already.
-    #[error("{source}")]
-    Load { sink: String, source: LoadError },
+    /// `error` names the sink already. (Not a field called `source`: thiserror would make it
+    /// the error's `source()`, and `{:#}` would print the message twice.)
+    #[error("{error}")]
+    Load { sink: String, error: LoadError },
     #[error("state: {0}")]
     State(#[from] StateError),
     #[error("validation failed; nothing was loaded and the watermark is unchanged\n{0}")]
@@ -62,7 +63,7 @@ impl Transient for RunError {
     fn is_transient(&self) -> bool {
         match self {
             RunError::Extract(e) => e.is_transient(),
-            RunError::Load { source, .. } => source.is_transient(),
+            RunError::Load { error, .. } => error.is_transient(),
             RunError::State(e) => e.is_transient(),
             _ => false,
         }
@@ -419,9 +420,9 @@ async fn attempt(
     fault.at("before_sink_commit");
     for (name, done) in written {
         let committed = match done.load {
-            Some(load) => load.commit().await.map_err(|source| RunError::Load {
+            Some(load) => load.commit().await.map_err(|error| RunError::Load {
                 sink: name.clone(),
-                source,
+                error,
             })?,
             None => 0,
         };

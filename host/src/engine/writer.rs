@@ -96,14 +96,14 @@ impl SinkWriter {
             });
         };
         match task.await {
-            Ok(result) => result.map_err(|source| RunError::Load { sink: name, source }),
+            Ok(result) => result.map_err(|error| RunError::Load { sink: name, error }),
             Err(e) => {
-                let source = LoadError::Io {
+                let error = LoadError::Io {
                     sink: name.clone(),
                     action: "writing".into(),
                     source: std::io::Error::other(e.to_string()),
                 };
-                Err(RunError::Load { sink: name, source })
+                Err(RunError::Load { sink: name, error })
             }
         }
     }

@@ -39,6 +39,7 @@ use serde_json::json;
 use super::{LoadError, LoadMode, LoadSpec, PROVENANCE_PREFIX, Sink, SinkLoad};
 use super::{data_schema, project};
 use crate::config::types::S3Settings;
+use crate::engine::fault;
 use crate::store::{self, Access, Location, Store};
 
 /// Rows per file before the next file of the partition starts.
@@ -287,7 +288,9 @@ impl ParquetLoad {
             };
             let staged = self.io.staged(&self.load_id, &name)?;
             // Files up to one part go up in a single PUT; larger ones as a multipart upload.
-            let upload = BufWriter::with_capacity(self.io.store.clone(), staged, self.io.part_size)
+            // (Under `WEIR_FAULT=upload_part…` the store counts the uploaded parts.)
+            let store = fault::watch_parts(self.io.store.clone());
+            let upload = BufWriter::with_capacity(store, staged, self.io.part_size)
                 .with_max_concurrency(self.io.upload_concurrency);
             let (schema, props) = (self.file_schema.clone(), Some(self.props.clone()));
             let writer = AsyncArrowWriter::try_new(upload, schema, props);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod fault_proxy;
 pub mod hostile;
 pub mod http_api;
 pub mod pipeline;

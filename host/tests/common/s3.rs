@@ -105,6 +105,26 @@ impl Moto {
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
 
+    /// The keys of `bucket`'s multipart uploads begun and neither completed nor aborted
+    /// (S3's ListMultipartUploads: object_store has no call for it).
+    pub fn incomplete_uploads(&self, bucket: &str) -> Vec<String> {
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).unwrap();
+        let request = format!(
+            "GET /{bucket}?uploads HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+            .split("<Upload>")
+            .skip(1)
+            .filter_map(|upload| Some(upload.split_once("<Key>")?.1.split_once("</Key>")?.0))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The `AWS_*` variables a `host` run reads the server and credentials from.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
