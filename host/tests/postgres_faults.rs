@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::postgres::PgServer;
 use common::stderr;
@@ -70,42 +68,6 @@ max_delay_ms = 1000
     path
 }
 
-/// Run the pipeline held for a while at `pause` (`<point>@<n>`); once it is held, `fault`.
-fn run_with_fault(pipeline: &Path, pause: &str, fault: impl FnOnce()) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut child = common::host()
-        .args(["run", "--quiet"])
-        .arg(pipeline)
-        .env("WEIR_FAULT_PAUSE", format!("{pause}:1500"))
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "the run ended before it paused:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.starts_with("weir: paused at") {
-            break;
-        }
-    }
-    fault();
-    let rest = std::thread::spawn(move || {
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-        rest
-    });
-    let mut out = child.wait_with_output().unwrap();
-    out.stderr = format!("{seen}{}", rest.join().unwrap()).into_bytes();
-    (out, started.elapsed())
-}
-
 /// Order ids in the warehouse and how many times each is there (none without a table).
 fn warehouse_counts(pg: &PgServer) -> Vec<(i64, i64)> {
     let exists = pg.rows("dw", "SELECT (to_regclass('orders') IS NOT NULL)::text");
@@ -155,7 +117,7 @@ fn the_source_restarting_mid_extract_is_retried_and_every_row_lands_once() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path(), &pg, 5);
-    let (out, took) = run_with_fault(&pipeline, "extract@5", || pg.restart());
+    let (out, took) = common::run_paused(&pipeline, "extract@5", || pg.restart());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("failed (attempt 1 of 5), retrying"),
@@ -187,7 +149,7 @@ fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path(), &pg, 5);
-    let (out, took) = run_with_fault(&pipeline, "sink_write@10", || {
+    let (out, took) = common::run_paused(&pipeline, "sink_write@10", || {
         pg.execute(
             "postgres",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -213,7 +175,7 @@ fn a_cut_past_the_retry_policy_fails_clearly_with_nothing_partial() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path(), &pg, 1);
-    let (out, _) = run_with_fault(&pipeline, "sink_write@10", || {
+    let (out, _) = common::run_paused(&pipeline, "sink_write@10", || {
         pg.execute(
             "postgres",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \

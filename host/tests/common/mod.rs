@@ -12,9 +12,11 @@ pub mod reliability;
 pub mod s3;
 pub mod xorshift;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use weir::plugin::build::{BuildOptions, build_many};
 use weir::plugin::{Plugin, Runtime};
@@ -81,6 +83,42 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Run the pipeline held for a while at `pause` (`<point>@<n>`); once it is held, `fault`.
+pub fn run_paused(pipeline: &Path, pause: &str, fault: impl FnOnce()) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = host()
+        .args(["run", "--quiet"])
+        .arg(pipeline)
+        .env("WEIR_FAULT_PAUSE", format!("{pause}:1500"))
+        .env("WEIR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "the run ended before it paused:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("weir: paused at") {
+            break;
+        }
+    }
+    fault();
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        rest
+    });
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = format!("{seen}{}", rest.join().unwrap()).into_bytes();
+    (out, started.elapsed())
 }
 
 /// A runtime with its compiled-component cache in a temporary directory.
