@@ -95,10 +95,19 @@ path = "state"
     /// A file of orders `ids`, updated a second apart from `ids.start`.
     fn write(&self, name: &str, ids: std::ops::Range<i64>) {
         let rows: String = ids
-            .map(|i| format!("{i},{i}.5,2024-03-01T00:{:02}:{:02}Z\n", i / 60 % 60, i % 60))
+            .map(|i| {
+                format!(
+                    "{i},{i}.5,2024-03-01T00:{:02}:{:02}Z\n",
+                    i / 60 % 60,
+                    i % 60
+                )
+            })
             .collect();
-        std::fs::write(self.dir.path().join("data").join(name), HEADER.to_string() + &rows)
-            .unwrap();
+        std::fs::write(
+            self.dir.path().join("data").join(name),
+            HEADER.to_string() + &rows,
+        )
+        .unwrap();
     }
 
     fn run(&self) -> Output {
