@@ -6,6 +6,7 @@ use std::path::Path;
 
 use arrow::datatypes::{DataType, Field, Schema};
 
+use crate::extract::file::csv_error;
 use crate::extract::text::{TextDecoder, infer_schema};
 use crate::plugin::{ipc, session};
 
@@ -29,13 +30,14 @@ pub fn plugin_output(bytes: Vec<u8>) {
     }
 }
 
-/// Infer a schema from a file's head and decode the whole file in small batches, with the
-/// provenance columns a run adds.
+/// Infer a schema from a file's head and decode the whole file in small batches and odd-sized
+/// chunks, as a run does: with the provenance columns, and CSV errors explained.
 pub fn text_file(bytes: &[u8], csv: bool) {
     let Ok(schema) = infer_schema(csv, &bytes[..bytes.len().min(64 * 1024)], 100) else {
         return;
     };
     let schema = std::sync::Arc::new(schema);
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let decoder = if csv {
         Ok(TextDecoder::csv(schema, 7))
     } else {
@@ -44,28 +46,23 @@ pub fn text_file(bytes: &[u8], csv: bool) {
     let Ok(mut decoder) = decoder else {
         return;
     };
-    let mut rest = bytes;
     let mut row = 1;
-    loop {
-        let Ok(used) = decoder.decode(rest) else {
-            return;
-        };
-        rest = &rest[used..];
-        match decoder.flush() {
-            Ok(Some(batch)) => {
-                let _ = crate::extract::file::with_provenance(&batch, "fuzz.csv", row);
-                row += batch.num_rows() as i64;
-            }
-            Ok(None) if rest.is_empty() => return,
-            Ok(None) if used == 0 => return,
-            Ok(None) => {}
-            Err(_) => return,
+    let mut provenance = |batch: &arrow::array::RecordBatch| {
+        let _ = crate::extract::file::with_provenance(batch, "fuzz.csv", row);
+        row += batch.num_rows() as i64;
+    };
+    let explain = |error| {
+        let _ = csv_error("fuzz.csv", &names, &Default::default(), error).to_string();
+    };
+    for chunk in bytes.chunks(997) {
+        match decoder.push(chunk) {
+            Ok(batches) => batches.iter().for_each(&mut provenance),
+            Err(error) => return explain(error),
         }
-        if rest.is_empty() {
-            let _ = decoder.decode(&[]);
-            let _ = decoder.flush();
-            return;
-        }
+    }
+    match decoder.finish() {
+        Ok(batch) => batch.iter().for_each(&mut provenance),
+        Err(error) => explain(error),
     }
 }
 

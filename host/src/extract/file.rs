@@ -298,27 +298,13 @@ fn decode_stream(
                 path: path.clone(),
                 message: format!("I/O: {}", store::describe(&e)),
             })?;
-            let mut rest = &chunk[..];
-            while !rest.is_empty() {
-                let used = decoder.decode(rest).map_err(&explain)?;
-                rest = &rest[used..];
-                if rest.is_empty() {
-                    break;
-                }
-                // Bytes left over: the batch is full.
-                let Some(batch) = decoder.flush().map_err(&explain)? else {
-                    if used == 0 {
-                        return Err(read_error_at(&path, "the decoder made no progress"));
-                    }
-                    continue;
-                };
+            for batch in decoder.push(&chunk).map_err(&explain)? {
                 if tx.send(Ok(batch)).await.is_err() {
                     return Ok(()); // the reader went away
                 }
             }
         }
-        decoder.decode(&[]).map_err(&explain)?;
-        if let Some(batch) = decoder.flush().map_err(&explain)? {
+        if let Some(batch) = decoder.finish().map_err(&explain)? {
             let _ = tx.send(Ok(batch)).await;
         }
         Ok(())
@@ -368,7 +354,7 @@ fn cast_to(
 }
 
 /// A CSV error naming the row and column (see [`csv_error`]).
-fn csv_error(
+pub(crate) fn csv_error(
     path: &str,
     names: &[String],
     declared: &BTreeMap<String, ColumnType>,

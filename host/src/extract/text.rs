@@ -44,6 +44,36 @@ impl TextDecoder {
             TextDecoder::Json(d) => d.flush(),
         }
     }
+
+    /// Decodes all of `chunk`, returning the batches it filled. Chunks come from the store's
+    /// byte stream and are small, so this holds about a batch at a time.
+    pub fn push(&mut self, mut chunk: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+        let mut full = Vec::new();
+        while !chunk.is_empty() {
+            let used = self.decode(chunk)?;
+            chunk = &chunk[used..];
+            if chunk.is_empty() {
+                break;
+            }
+            // Bytes left over: the batch is full.
+            match self.flush()? {
+                Some(batch) => full.push(batch),
+                None if used == 0 => {
+                    return Err(ArrowError::ComputeError(
+                        "the decoder made no progress".into(),
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(full)
+    }
+
+    /// The last batch, once the input has ended.
+    pub fn finish(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        self.decode(&[])?;
+        self.flush()
+    }
 }
 
 /// Infer a schema from the first bytes of a file (cut at the last complete line).
