@@ -202,7 +202,7 @@ colour = "blue"
     assert_eq!(
         error_of(toml),
         "TMP/pipelines/orders.toml:9: sinks[0].colour: unknown key `colour`, expected one of \
-         `name`, `path`, `zone`, `partition_by`, `mode`, `keys`"
+         `name`, `path`, `zone`, `partition_by`, `mode`, `keys`, `retry`"
     );
 }
 
@@ -492,6 +492,14 @@ fn validation_rules_point_at_the_key() {
         (
             "[retry]\nattempts = 0\n",
             "6: retry.attempts: must be at least 1 (it counts the first try)",
+        ),
+        (
+            "retry = { attempts = 0 }\n",
+            "5: source.retry.attempts: must be at least 1 (it counts the first try)",
+        ),
+        (
+            "[[sinks]]\nkind = \"parquet\"\nname = \"a\"\npath = \"a\"\nretry = { attempts = 0 }\n",
+            "9: sinks[0].retry.attempts: must be at least 1 (it counts the first try)",
         ),
     ];
     for (body, expected) in cases {

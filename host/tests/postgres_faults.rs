@@ -1,8 +1,9 @@
 //! Faults under a Postgres-to-Postgres run, at a known moment (the run is held at a phase
 //! with `WEIR_FAULT_PAUSE` while the test breaks the server): the server restarting in the
 //! middle of the extraction, the sink's connection cut in the middle of its COPY. Each is
-//! retried within the policy and ends with every row once; past the policy it fails clearly
-//! with nothing in the warehouse and no watermark.
+//! retried within the policy of the step that failed (the pipeline's own `[retry]` allows
+//! one try) and ends with every row once; past that policy it fails clearly with nothing in
+//! the warehouse and no watermark.
 
 mod common;
 
@@ -31,7 +32,8 @@ fn server() -> PgServer {
     pg
 }
 
-fn pipeline(dir: &Path, pg: &PgServer, attempts: u32) -> PathBuf {
+/// The source and the sink each with their own retry policy; the pipeline's allows one try.
+fn pipeline(dir: &Path, pg: &PgServer, source_attempts: u32, sink_attempts: u32) -> PathBuf {
     let path = dir.join("pipeline.toml");
     std::fs::write(
         &path,
@@ -43,6 +45,7 @@ url = "{shop}"
 table = "orders"
 batch_size = 100
 incremental = {{ cursor = "updated_at" }}
+retry = {{ attempts = {source_attempts}, initial_delay_ms = 200, max_delay_ms = 1000 }}
 
 [[steps]]
 kind = "transform"
@@ -53,11 +56,10 @@ kind = "postgres"
 name = "dw"
 url = "{dw}"
 table = "orders"
+retry = {{ attempts = {sink_attempts}, initial_delay_ms = 200, max_delay_ms = 1000 }}
 
 [retry]
-attempts = {attempts}
-initial_delay_ms = 200
-max_delay_ms = 1000
+attempts = 1
 "#,
             shop = pg.url("shop"),
             dw = pg.url("dw"),
@@ -116,13 +118,15 @@ fn watermark(pipeline: &Path) -> String {
 fn the_source_restarting_mid_extract_is_retried_and_every_row_lands_once() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path(), &pg, 5);
+    let pipeline = pipeline(dir.path(), &pg, 5, 5);
     let (out, took) = common::run_paused(&pipeline, "extract@5", || pg.restart());
     assert!(out.status.success(), "{}", stderr(&out));
+    // The restart reaches whichever of the two is talking to the server first.
+    let error = stderr(&out);
     assert!(
-        stderr(&out).contains("failed (attempt 1 of 5), retrying"),
-        "{}",
-        stderr(&out)
+        error.contains("pipeline `faults`: the source failed (attempt 1 of 5), retrying")
+            || error.contains("pipeline `faults`: sink `dw` failed (attempt 1 of 5), retrying"),
+        "{error}"
     );
     assert_every_row_once(&pg);
     assert_eq!(watermark(&pipeline), "2024-06-01 00:50:00+00");
@@ -138,7 +142,7 @@ fn report(name: &str, what: &str, took: Duration) {
     common::reliability::write_section(
         &format!("faults:postgres-{name}"),
         &[format!(
-            "| Postgres: {what} | retried within the policy (5 attempts) | 1 | 0 | 0 | run incl. 1.5 s pause: {:.1} s |",
+            "| Postgres: {what} | retried within the failing step's own policy (5 attempts; the pipeline's allows 1) | 1 | 0 | 0 | run incl. 1.5 s pause: {:.1} s |",
             took.as_secs_f64()
         )],
     );
@@ -148,7 +152,7 @@ fn report(name: &str, what: &str, took: Duration) {
 fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path(), &pg, 5);
+    let pipeline = pipeline(dir.path(), &pg, 1, 5);
     let (out, took) = common::run_paused(&pipeline, "sink_write@10", || {
         pg.execute(
             "postgres",
@@ -158,7 +162,7 @@ fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
     });
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("failed (attempt 1 of 5), retrying"),
+        stderr(&out).contains("pipeline `faults`: sink `dw` failed (attempt 1 of 5), retrying"),
         "{}",
         stderr(&out)
     );
@@ -174,7 +178,7 @@ fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
 fn a_cut_past_the_retry_policy_fails_clearly_with_nothing_partial() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path(), &pg, 1);
+    let pipeline = pipeline(dir.path(), &pg, 5, 1);
     let (out, _) = common::run_paused(&pipeline, "sink_write@10", || {
         pg.execute(
             "postgres",
@@ -182,8 +186,10 @@ fn a_cut_past_the_retry_policy_fails_clearly_with_nothing_partial() {
              WHERE datname = 'dw' AND pid <> pg_backend_pid()",
         )
     });
+    // The sink's own policy allows one try, whatever the source's allows.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let error = stderr(&out);
+    assert!(!error.contains("), retrying in"), "{error}");
     assert!(error.contains("error: pipeline"), "{error}");
     assert!(error.contains("dw"), "the error names the sink: {error}");
     // Nine batches had gone into the COPY: none of them is in the warehouse.

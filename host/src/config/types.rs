@@ -62,6 +62,16 @@ impl Source {
             Source::Http(http) => http.incremental.as_ref(),
         }
     }
+
+    /// The source's own retry policy; an HTTP source retries each request instead
+    /// (`max_retries`).
+    pub fn retry(&self) -> Option<RetryPolicy> {
+        match self {
+            Source::Files(files) => files.retry,
+            Source::Postgres(database) | Source::Sqlite(database) => database.retry,
+            Source::Http(_) => None,
+        }
+    }
 }
 
 /// A JSON API read with GET requests, page by page (reqwest).
@@ -183,6 +193,9 @@ pub struct DatabaseSource {
     pub batch_size: usize,
     #[serde(default)]
     pub incremental: Option<Incremental>,
+    /// This step's own retry policy for the transient errors it raises (default: `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +213,9 @@ pub struct FileSource {
     /// Declared column types (`order_id = "int64"`); unlisted columns are inferred.
     #[serde(default)]
     pub schema: BTreeMap<String, Spanned<ColumnType>>,
+    /// This step's own retry policy for the transient errors it raises (default: `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
 }
 
 fn default_batch_size() -> usize {
@@ -326,6 +342,15 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// The sink's own retry policy, if it has one.
+    pub fn retry(&self) -> Option<RetryPolicy> {
+        match self {
+            Sink::Sqlite(s) => s.retry,
+            Sink::Postgres(s) => s.retry,
+            Sink::Parquet(s) => s.retry,
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Sink::Sqlite(s) => &s.name,
@@ -354,6 +379,9 @@ pub struct PostgresSink {
     /// What to do when the table's columns differ from the load's.
     #[serde(default)]
     pub schema: SchemaPolicy,
+    /// This step's own retry policy for the transient errors it raises (default: `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
 }
 
 /// Schema drift between a load and an existing table.
@@ -383,6 +411,9 @@ pub struct SqliteSink {
     /// The key columns of `merge`.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// This step's own retry policy for the transient errors it raises (default: `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -402,6 +433,9 @@ pub struct ParquetSink {
     /// The key columns of `merge`.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// This step's own retry policy for the transient errors it raises (default: `[retry]`).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -69,11 +69,20 @@ pub(super) fn validate(
         }
         None => {}
     }
-    if pipeline.retry.attempts == 0 {
-        return Err(at.at_key(
-            "retry.attempts",
-            "must be at least 1 (it counts the first try)",
-        ));
+    let step_policies = std::iter::once(("source.retry".to_string(), pipeline.source.retry()))
+        .chain(
+            (pipeline.sinks.iter().enumerate())
+                .map(|(i, s)| (format!("sinks[{i}].retry"), s.retry())),
+        );
+    let policies =
+        std::iter::once(("retry".to_string(), Some(pipeline.retry))).chain(step_policies);
+    for (key, policy) in policies {
+        if policy.is_some_and(|p| p.attempts == 0) {
+            return Err(at.at_key(
+                &format!("{key}.attempts"),
+                "must be at least 1 (it counts the first try)",
+            ));
+        }
     }
     local_only(
         &pipeline.state.path,

@@ -33,7 +33,7 @@ use crate::load::LoadError;
 use crate::observe::Progress;
 use crate::plan::{Plan, PlannedStep, RAW_PARTITION};
 use crate::plugin::{PluginError, TenantRun, TransformSession, ValidateSession};
-use crate::schedule::retry::{Transient, retry};
+use crate::schedule::retry::{Transient, retry_by_step};
 use crate::state::{
     FileFingerprint, PendingLoad, RunRecord, RunStatus, SledState, StateError, StateStore,
 };
@@ -85,9 +85,24 @@ pub async fn run(
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let started_at = now();
-    let policy = plan.retry;
     let what = format!("pipeline `{}`", plan.name);
-    let result = retry(&policy, &what, |_| attempt(plan, state, options)).await;
+    let plan: &Plan = plan;
+    // A load is all or nothing, so a retry repeats the whole attempt; the step that failed
+    // decides how often and how soon.
+    let policy_of = |error: &RunError| {
+        let own = match error {
+            RunError::Extract(_) => plan.source_retry.map(|p| ("the source".to_string(), p)),
+            RunError::Load { sink, .. } => {
+                (plan.sink_retry.get(sink)).map(|p| (format!("sink `{sink}`"), *p))
+            }
+            _ => None,
+        };
+        match own {
+            Some((step, policy)) => (Some(step), policy),
+            None => (None, plan.retry),
+        }
+    };
+    let result = retry_by_step(&what, policy_of, |_| attempt(plan, state, options)).await;
     match result {
         Ok(summary) => Ok(summary.finished(started)),
         Err(error) => {

@@ -1,6 +1,7 @@
 //! A pipeline made ready to run: source opened, plugins built and loaded, sinks connected.
 //! `host validate` stops here; `host plan` prints it; `host run` executes it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,6 +66,9 @@ pub struct Plan {
     /// The raw zone's dataset for this pipeline, when it keeps raw copies.
     pub raw: Option<Arc<dyn Sink>>,
     pub retry: types::RetryPolicy,
+    /// The source's and the sinks' own policies (sinks by name), where they have one.
+    pub source_retry: Option<types::RetryPolicy>,
+    pub sink_retry: BTreeMap<String, types::RetryPolicy>,
     pub state_dir: PathBuf,
 }
 
@@ -166,6 +170,10 @@ impl Plan {
             quarantine,
             raw,
             retry: pipeline.retry,
+            source_retry: pipeline.source.retry(),
+            sink_retry: (pipeline.sinks.iter())
+                .filter_map(|s| Some((s.name().to_string(), s.retry()?)))
+                .collect(),
             state_dir: loaded.resolve(&pipeline.state.path),
         })
     }

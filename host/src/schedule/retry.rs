@@ -1,8 +1,10 @@
-//! Retries with exponential backoff and jitter, driven by the pipeline's [`RetryPolicy`].
+//! Retries with exponential backoff and jitter, driven by a [`RetryPolicy`]: the pipeline's,
+//! or the step's own (`retry` on the source or a sink) for the errors that step raised.
 //!
 //! Only errors that say they are [`Transient`] are retried: retrying a permanent error (bad
 //! credentials, a read-only directory, corrupt data) only delays the report the user needs.
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::time::Duration;
 
@@ -46,29 +48,53 @@ pub fn delay(policy: &RetryPolicy, retry: u32, rng: &mut impl Rng) -> Duration {
 ///
 /// `op` is given the attempt number, starting at 1. An `attempts` of 0 still makes one attempt.
 /// When every attempt fails, the last error is returned.
-pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy, what: &str, op: F) -> Result<T, E>
 where
     E: Transient + Display,
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let attempts = policy.attempts.max(1);
+    retry_by_step(what, |_| (None, *policy), op).await
+}
+
+/// [`retry`] where each error's step decides: `policy_of` names the step an error came from
+/// (`None`: the whole of `what`) and its policy. Each step's failures are counted on their
+/// own against its `attempts`, and its backoff grows with them.
+pub async fn retry_by_step<T, E, P, F, Fut>(what: &str, policy_of: P, mut op: F) -> Result<T, E>
+where
+    E: Transient + Display,
+    P: Fn(&E) -> (Option<String>, RetryPolicy),
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut failures: HashMap<Option<String>, u32> = HashMap::new();
     let mut attempt = 1;
     loop {
         let error = match op(attempt).await {
             Ok(value) => return Ok(value),
-            Err(error) if attempt >= attempts || !error.is_transient() => return Err(error),
+            Err(error) if !error.is_transient() => return Err(error),
             Err(error) => error,
         };
+        let (step, policy) = policy_of(&error);
+        let failed = failures.entry(step.clone()).or_default();
+        *failed += 1;
+        let (failed, attempts) = (*failed, policy.attempts.max(1));
+        if failed >= attempts {
+            return Err(error);
+        }
         // The thread-local rng is a temporary dropped before the await, keeping the future Send.
-        let wait = delay(policy, attempt, &mut rand::rng());
+        let wait = delay(&policy, failed, &mut rand::rng());
+        let failing = match &step {
+            Some(step) => format!("{what}: {step}"),
+            None => what.to_string(),
+        };
         tracing::warn!(
-            what,
-            attempt,
+            what = failing,
+            attempt = failed,
             attempts,
             delay_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             error = %error,
-            "{what} failed (attempt {attempt} of {attempts}), retrying in {wait:?}: {error}"
+            "{failing} failed (attempt {failed} of {attempts}), retrying in {wait:?}: {error}"
         );
         tokio::time::sleep(wait).await;
         attempt += 1;
@@ -250,6 +276,45 @@ mod tests {
             );
             assert_eq!(calls.get(), expected_calls);
         }
+    }
+
+    #[tokio::test]
+    async fn each_step_is_held_to_its_own_policy() {
+        // Odd calls fail in the source (3 tries allowed), even ones in the sink.
+        let run = |fail_first: u32, sink_attempts: u32| {
+            let policy_of = move |failure: &Failure| match failure.call % 2 {
+                1 => (Some("source".to_string()), fast(3)),
+                _ => (Some("sink".to_string()), fast(sink_attempts)),
+            };
+            retry_by_step("load", policy_of, move |attempt| async move {
+                match attempt <= fail_first {
+                    true => Err(Failure {
+                        transient: true,
+                        call: attempt,
+                    }),
+                    false => Ok(attempt),
+                }
+            })
+        };
+        // Source fails (1), sink fails (2), source (3), sink (4), then success: the sink
+        // needs 3 tries of its own, the source 3.
+        assert_eq!(run(4, 3).await, Ok(5));
+        // The sink allowed 2: its second failure (call 4) is the last.
+        assert_eq!(
+            run(4, 2).await,
+            Err(Failure {
+                transient: true,
+                call: 4
+            })
+        );
+        // The source's third failure (call 5) is past its 3 tries, whatever the sink allows.
+        assert_eq!(
+            run(6, 10).await,
+            Err(Failure {
+                transient: true,
+                call: 5
+            })
+        );
     }
 
     #[test]
