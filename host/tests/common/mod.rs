@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod postgres;
 pub mod reliability;
 pub mod s3;
+pub mod sinks;
 pub mod xorshift;
 
 use std::io::{BufRead, BufReader};
