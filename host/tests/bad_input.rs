@@ -63,20 +63,11 @@ table = "orders"
     }
 
     fn run(&self) -> Output {
-        common::host()
-            .args(["run", "--quiet"])
-            .arg(&self.pipeline)
-            .output()
-            .unwrap()
+        common::run(&self.pipeline)
     }
 
     fn state(&self) -> String {
-        let out = common::host()
-            .args(["state", "show"])
-            .arg(&self.pipeline)
-            .output()
-            .unwrap();
-        stdout(&out)
+        common::state_show(&self.pipeline)
     }
 
     /// The last line of stderr, the temp dir shown as `TMP`.

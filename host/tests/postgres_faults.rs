@@ -102,18 +102,6 @@ fn assert_every_row_once(pg: &PgServer) {
     );
 }
 
-fn watermark(pipeline: &Path) -> String {
-    let out = common::host()
-        .args(["state", "show"])
-        .arg(pipeline)
-        .output()
-        .unwrap();
-    common::stdout(&out)
-        .lines()
-        .find_map(|l| l.strip_prefix("watermark ").map(str::to_string))
-        .unwrap_or_default()
-}
-
 #[test]
 fn the_source_restarting_mid_extract_is_retried_and_every_row_lands_once() {
     let pg = server();
@@ -129,7 +117,7 @@ fn the_source_restarting_mid_extract_is_retried_and_every_row_lands_once() {
         "{error}"
     );
     assert_every_row_once(&pg);
-    assert_eq!(watermark(&pipeline), "2024-06-01 00:50:00+00");
+    assert_eq!(common::watermark(&pipeline), "2024-06-01 00:50:00+00");
     report(
         "restart",
         "source (and sink) server restarted (`-m immediate`) after the 5th batch read",
@@ -194,7 +182,7 @@ fn a_cut_past_the_retry_policy_fails_clearly_with_nothing_partial() {
     assert!(error.contains("dw"), "the error names the sink: {error}");
     // Nine batches had gone into the COPY: none of them is in the warehouse.
     assert_eq!(warehouse_counts(&pg), Vec::new());
-    assert_eq!(watermark(&pipeline), "(none)");
+    assert_eq!(common::watermark(&pipeline), "(none)");
 
     // The next run, with the server healthy, loads everything once.
     let out = common::host()

@@ -134,18 +134,6 @@ fn assert_once(got: &BTreeMap<i64, usize>, expected: &[i64], context: &str) {
     );
 }
 
-fn watermark(pipeline: &Path) -> String {
-    let out = common::host()
-        .args(["state", "show"])
-        .arg(pipeline)
-        .output()
-        .unwrap();
-    common::stdout(&out)
-        .lines()
-        .find_map(|l| l.strip_prefix("watermark ").map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// The last `updated_at` of the generated orders: where a complete load leaves the watermark.
 const LAST_CURSOR: &str = "2024-06-01T16:39:00";
 
@@ -178,7 +166,7 @@ fn s3_answering_500_to_every_third_request_is_retried_and_every_row_lands_once()
     // also saw the bucket created).
     assert_eq!(lake.moto.requests().len() as u64, requests - failed + 1);
     lake.assert_exactly_once("after the run");
-    assert!(watermark(&lake.pipeline).contains(LAST_CURSOR));
+    assert!(common::watermark(&lake.pipeline).contains(LAST_CURSOR));
     report(
         "500",
         &format!("every 3rd request to moto answered `500 InternalError` ({failed} of {requests})"),
@@ -214,7 +202,7 @@ fn a_stalled_s3_request_times_out_after_the_s3_timeout_and_is_retried() {
         "the stalled request held the run {took:?}: the 2 s timeout did not apply"
     );
     lake.assert_exactly_once("after the run");
-    assert!(watermark(&lake.pipeline).contains(LAST_CURSOR));
+    assert!(common::watermark(&lake.pipeline).contains(LAST_CURSOR));
     report(
         "stall",
         "the first Parquet upload stalled (never answered), `[s3] timeout = \"2s\"`",
@@ -272,14 +260,14 @@ fn an_s3_outage_past_the_retry_policy_fails_the_run_with_nothing_committed() {
         .collect();
     assert!(visible.is_empty(), "{visible:?}");
     assert!(!lake.keys("lake/_weir_staging").is_empty());
-    assert_eq!(watermark(&lake.pipeline), "(none)");
+    assert_eq!(common::watermark(&lake.pipeline), "(none)");
 
     // S3 is back: the next run replays the load, once.
     lake.proxy.set_rule(|_| Action::Forward);
     let (out, took) = lake.run();
     assert!(out.status.success(), "{}", stderr(&out));
     lake.assert_exactly_once("after the rerun");
-    assert!(watermark(&lake.pipeline).contains(LAST_CURSOR));
+    assert!(common::watermark(&lake.pipeline).contains(LAST_CURSOR));
     report(
         "outage",
         &format!(
@@ -355,7 +343,7 @@ fn a_run_killed_mid_multipart_upload_is_replayed_once_with_nothing_left_visible(
         Vec::<String>::new(),
         "an unfinished upload shows no object"
     );
-    assert_eq!(watermark(&pipeline), "(none)");
+    assert_eq!(common::watermark(&pipeline), "(none)");
 
     let (out, took) = run(None);
     assert!(out.status.success(), "{}", stderr(&out));

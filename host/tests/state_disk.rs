@@ -111,23 +111,11 @@ path = "state"
     }
 
     fn run(&self) -> Output {
-        common::host()
-            .args(["run", "--quiet"])
-            .arg(&self.pipeline)
-            .output()
-            .unwrap()
+        common::run(&self.pipeline)
     }
 
     fn watermark(&self) -> String {
-        let out = common::host()
-            .args(["state", "show"])
-            .arg(&self.pipeline)
-            .output()
-            .unwrap();
-        let text = common::stdout(&out);
-        let line = text.lines().find(|l| l.starts_with("watermark"));
-        line.unwrap_or_else(|| panic!("no watermark in: {text}{}", stderr(&out)))
-            .to_string()
+        common::watermark(&self.pipeline)
     }
 
     /// Order ids in the warehouse, each as often as it is there.

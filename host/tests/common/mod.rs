@@ -78,6 +78,34 @@ pub fn host() -> Command {
     command
 }
 
+/// `host run --quiet PIPELINE`.
+pub fn run(pipeline: &Path) -> Output {
+    host()
+        .args(["run", "--quiet"])
+        .arg(pipeline)
+        .output()
+        .unwrap()
+}
+
+/// What `host state show PIPELINE` prints.
+pub fn state_show(pipeline: &Path) -> String {
+    stdout(
+        &host()
+            .args(["state", "show"])
+            .arg(pipeline)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The pipeline's watermark as `host state show` prints it (`(none)` before the first load).
+pub fn watermark(pipeline: &Path) -> String {
+    state_show(pipeline)
+        .lines()
+        .find_map(|l| l.strip_prefix("watermark ").map(|w| w.trim().to_string()))
+        .unwrap_or_default()
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
