@@ -77,13 +77,15 @@ impl SqliteSink {
             };
             tokio::fs::create_dir_all(parent).await.map_err(io)?;
         }
-        // WAL lets readers run during a load; NORMAL sync keeps commits atomic (a power cut
-        // can lose the last commit, marker included, which a replay then redoes).
+        // WAL lets readers run during a load. FULL syncs the WAL at each commit: the state
+        // records a load as done right after the sink commits, so a commit that a power cut
+        // could still take back (NORMAL syncs only at checkpoints) would lose its rows for
+        // good. A load commits once, so this is one fsync per load.
         let options = SqliteConnectOptions::new()
             .filename(db_path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout);
         let action = format!("opening {}", db_path.display());
         let pool = SqlitePoolOptions::new()
@@ -441,5 +443,27 @@ fn sql_err<'a>(sink: &'a str, action: &'a str) -> impl FnOnce(sqlx::Error) -> Lo
         sink: sink.to_owned(),
         action: action.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_are_synced_before_the_state_records_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SqliteSink::connect("wh", &dir.path().join("w.db"), "t", LoadMode::Append)
+            .await
+            .unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&sink.pool)
+            .await
+            .unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&sink.pool)
+            .await
+            .unwrap();
+        assert_eq!((mode.as_str(), synchronous), ("wal", 2), "2 is FULL");
     }
 }
