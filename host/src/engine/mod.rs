@@ -146,6 +146,8 @@ struct Window {
     /// date of the load it replays.
     load_date: String,
     replay: bool,
+    /// The source listed no part at all.
+    listed_nothing: bool,
 }
 
 impl Window {
@@ -160,6 +162,7 @@ impl Window {
 
 async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
     let listed = plan.source.list().await?;
+    let listed_nothing = listed.is_empty();
     let selects = plan.source.selects_by_cursor();
     if let Some(pending) = state.pending_load(&plan.name)? {
         // Replay exactly what the interrupted run was committing.
@@ -191,6 +194,7 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
             parts: if empty { Vec::new() } else { parts },
             load_date: pending.created_at.get(..10).unwrap_or_default().to_string(),
             replay: true,
+            listed_nothing,
         });
     }
     let consumed = state.consumed_files(&plan.name)?;
@@ -235,6 +239,7 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
         upto,
         load_date: now()[..10].to_string(),
         replay: false,
+        listed_nothing,
     })
 }
 
@@ -247,6 +252,9 @@ async fn attempt(
     let mut summary = RunSummary::new(&plan.name, &window.load_id, window.watermark_before.clone());
     if window.parts.is_empty() && !window.replay {
         summary.status = RunStatus::NothingNew;
+        if window.listed_nothing {
+            summary.source_empty = Some(plan.source.nothing_listed());
+        }
         state.record_run(&plan.name, &summary.record(run_id(), now()))?;
         return Ok(summary);
     }

@@ -25,6 +25,9 @@ pub struct RunSummary {
     pub watermark_before: Option<String>,
     pub watermark_after: Option<String>,
     pub duration: Duration,
+    /// When there was nothing to load because the source lists nothing: why, in its words
+    /// (a pattern that matches no file may be a typo).
+    pub source_empty: Option<String>,
     started_at: String,
 }
 
@@ -47,6 +50,7 @@ impl RunSummary {
             watermark_after: watermark_before.clone(),
             watermark_before,
             duration: Duration::ZERO,
+            source_empty: None,
             started_at: super::now(),
         }
     }
@@ -80,9 +84,11 @@ impl fmt::Display for RunSummary {
         writeln!(f, "pipeline   {}", self.pipeline)?;
         writeln!(f, "status     {:?}", self.status)?;
         if self.status == RunStatus::NothingNew {
+            let why = self.source_empty.as_ref().map(|w| format!(": {w}"));
             writeln!(
                 f,
-                "nothing new to load (watermark {})",
+                "nothing new to load{} (watermark {})",
+                why.unwrap_or_default(),
                 show(&self.watermark_before)
             )?;
             return write!(f, "duration   {:.2} s", self.duration.as_secs_f64());

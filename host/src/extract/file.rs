@@ -422,6 +422,10 @@ impl super::Source for FileSource {
     async fn read(&self, part: &Part, _: &CursorRange) -> Result<BatchStream, ExtractError> {
         FileSource::read(self, &FoundFile::from(part)).await
     }
+
+    fn nothing_listed(&self) -> String {
+        format!("no file matches `{}`", self.spec.pattern)
+    }
 }
 
 impl From<FoundFile> for Part {

@@ -176,6 +176,10 @@ pub trait Source: Send + Sync {
         let _ = after;
         Ok(None)
     }
+    /// What to tell the user when [`list`](Source::list) finds nothing.
+    fn nothing_listed(&self) -> String {
+        "the source lists nothing".into()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
