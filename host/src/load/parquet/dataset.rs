@@ -1,0 +1,151 @@
+//! The dataset's store as a load uses it (naming, JSON records, deletes), and rows to
+//! Hive partition directories.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::Array;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::{NULL_PARTITION, STAGING};
+use crate::load::LoadError;
+
+/// The store and the sink's name for errors. Unlike a load (whose writers are not `Sync`),
+/// it can be borrowed across awaits.
+#[derive(Clone)]
+pub(super) struct Dataset {
+    pub(super) sink: String,
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// Bytes per part of an upload, and parts in flight (see [`Store`]).
+    pub(super) part_size: usize,
+    pub(super) upload_concurrency: usize,
+    /// The local dataset directory, to remove the empty staging directories that object
+    /// store deletes leave behind.
+    pub(super) root: Option<PathBuf>,
+}
+
+impl Dataset {
+    pub(super) fn err(&self, action: &str, cause: object_store::Error) -> LoadError {
+        LoadError::Store {
+            sink: self.sink.clone(),
+            action: action.to_owned(),
+            cause,
+        }
+    }
+
+    pub(super) fn path(&self, name: &str) -> Result<Path, LoadError> {
+        Path::parse(name).map_err(|e| self.err(&format!("naming {name}"), e.into()))
+    }
+
+    pub(super) fn staged(&self, load_id: &str, name: &str) -> Result<Path, LoadError> {
+        self.path(&format!("{STAGING}/{load_id}/{name}"))
+    }
+
+    pub(super) async fn put_json(
+        &self,
+        path: &Path,
+        value: &serde_json::Value,
+        action: &str,
+    ) -> Result<(), LoadError> {
+        let payload = PutPayload::from(serde_json::to_vec_pretty(value).expect("json serializes"));
+        self.store
+            .put(path, payload)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(action, e))
+    }
+
+    /// Deletes every object under `prefix` except `keep`; a missing object is not an error.
+    pub(super) async fn delete_prefix(
+        &self,
+        prefix: &Path,
+        keep: Option<&Path>,
+    ) -> Result<(), LoadError> {
+        let listed = self.store.list(Some(prefix)).try_collect::<Vec<_>>().await;
+        let listed = listed.map_err(|e| self.err("listing", e))?;
+        for object in listed.iter().filter(|o| Some(&o.location) != keep) {
+            self.delete(&object.location).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete(&self, path: &Path) -> Result<(), LoadError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(&format!("deleting {path}"), e)),
+        }
+    }
+
+    /// Removes a load's staging directory from a local dataset: the moves leave it empty
+    /// but present (object stores have no directories to remove).
+    pub(super) async fn remove_staging_dir(&self, load_id: &str) {
+        if let Some(root) = &self.root {
+            // Best effort: a leftover empty directory is harmless, not worth failing for.
+            let _ = tokio::fs::remove_dir_all(root.join(STAGING).join(load_id)).await;
+            let _ = tokio::fs::remove_dir(root.join(STAGING)).await;
+        }
+    }
+}
+
+/// Row indices grouped by partition directory (`col=value`), in order of first appearance.
+pub(super) fn partition_rows(
+    sink: &str,
+    column: &str,
+    array: &dyn Array,
+) -> Result<Vec<(String, Vec<u32>)>, LoadError> {
+    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default());
+    let bad = |e| {
+        load_err!(
+            Schema,
+            sink,
+            "partition column `{column}` as directory name: {e}"
+        )
+    };
+    let formatter = formatter.map_err(bad)?;
+    let prefix = format!("{}=", escape(column));
+    let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
+    let add = |groups: &mut Vec<(String, Vec<u32>)>, dir: &str| {
+        groups.push((format!("{prefix}{dir}"), Vec::new()));
+        groups.len() - 1
+    };
+    let (mut by_value, mut null_group) = (HashMap::<String, usize>::new(), None);
+    let mut value = String::new();
+    for row in 0..array.len() {
+        let group = if array.is_null(row) {
+            *null_group.get_or_insert_with(|| add(&mut groups, NULL_PARTITION))
+        } else {
+            value.clear();
+            write!(value, "{}", formatter.value(row)).expect("writing to a string");
+            // Looked up by `&str`: only a new value costs an allocation.
+            match by_value.get(value.as_str()) {
+                Some(group) => *group,
+                None => *by_value
+                    .entry(value.clone())
+                    .or_insert(add(&mut groups, &escape(&value))),
+            }
+        };
+        groups[group].1.push(row as u32);
+    }
+    Ok(groups)
+}
+
+/// Hive's path escaping (`%XX` for the characters Hive escapes), plus the characters object
+/// stores advise against, so a value can never add a directory level or a `..` segment.
+pub fn escape(value: &str) -> String {
+    if value == "." || value == ".." {
+        return value.replace('.', "%2E");
+    }
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c.is_ascii_control() || "\"#%'*/:=?\\{}[]^|<>~`".contains(c) {
+            true => write!(out, "%{:02X}", c as u32).expect("writing to a string"),
+            false => out.push(c),
+        }
+    }
+    out
+}
