@@ -211,34 +211,8 @@ fn js_bad_dates_fail_like_rust_and_bad_settings_are_refused() {
 #[test]
 fn template_builds_and_passes_its_own_test_through_the_cli() {
     let temp = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = common::host()
-            .current_dir(temp.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "host {args:?} failed:\n{}{}",
-            common::stdout(&out),
-            common::stderr(&out)
-        );
-        common::stdout(&out)
-    };
-    run(&["plugin", "new", "x", "--lang", "js"]);
+    common::template_passes_its_own_test(temp.path(), "x", "js");
     assert!(temp.path().join("x/package.json").is_file());
-    let built = run(&["plugin", "build", "x"]);
-    assert!(built.contains("x.wasm"), "{built}");
-    let tested = run(&[
-        "plugin",
-        "test",
-        "x",
-        "--input",
-        "x/test/input.csv",
-        "--expect",
-        "x/test/expected.csv",
-    ]);
-    assert!(tested.contains("output matches"), "{tested}");
 }
 
 /// A JS plugin project in a temporary directory.

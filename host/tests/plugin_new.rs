@@ -5,40 +5,12 @@
 
 mod common;
 
-use std::path::Path;
-
-fn host(dir: &Path, args: &[&str]) -> String {
-    let out = common::host().current_dir(dir).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "host {args:?} failed:\n{}{}",
-        common::stdout(&out),
-        common::stderr(&out)
-    );
-    common::stdout(&out)
-}
+use common::host_ok as host;
 
 #[test]
 fn the_rust_template_builds_and_passes_its_own_test() {
     let temp = tempfile::tempdir().unwrap();
-    host(
-        temp.path(),
-        &["plugin", "new", "upper-rs", "--lang", "rust"],
-    );
-    host(temp.path(), &["plugin", "build", "upper-rs"]);
-    let tested = host(
-        temp.path(),
-        &[
-            "plugin",
-            "test",
-            "upper-rs",
-            "--input",
-            "upper-rs/test/input.csv",
-            "--expect",
-            "upper-rs/test/expected.csv",
-        ],
-    );
-    assert!(tested.contains("output matches"), "{tested}");
+    common::template_passes_its_own_test(temp.path(), "upper-rs", "rust");
 }
 
 #[test]

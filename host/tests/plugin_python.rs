@@ -250,35 +250,10 @@ fn python_orders_transform_fails_on_the_same_bad_date_as_rust_when_asked() {
 fn python_template_builds_and_passes_its_own_test_through_the_cli() {
     require_python();
     let tmp = tempfile::tempdir().unwrap();
-    let host = |args: &[&str]| {
-        let out = common::host()
-            .current_dir(tmp.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "host {args:?}:\n{}\n{}",
-            common::stdout(&out),
-            common::stderr(&out)
-        );
-        common::stdout(&out)
-    };
-    host(&["plugin", "new", "x", "--lang", "python"]);
-    assert!(tmp.path().join("x/pyproject.toml").is_file());
-    assert!(tmp.path().join("x/app.py").is_file());
-    host(&["plugin", "build", "x"]);
-    assert!(tmp.path().join("x/target/x.wasm").is_file());
-    let out = host(&[
-        "plugin",
-        "test",
-        "x",
-        "--input",
-        "x/test/input.csv",
-        "--expect",
-        "x/test/expected.csv",
-    ]);
-    assert!(out.contains("output matches"), "{out}");
+    common::template_passes_its_own_test(tmp.path(), "x", "python");
+    for file in ["x/pyproject.toml", "x/app.py", "x/target/x.wasm"] {
+        assert!(tmp.path().join(file).is_file(), "{file}");
+    }
 }
 
 #[test]

@@ -106,6 +106,36 @@ pub fn watermark(pipeline: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// `host ARGS` run in `dir`: its stdout, or a panic showing both outputs.
+pub fn host_ok(dir: &Path, args: &[&str]) -> String {
+    let out = host().current_dir(dir).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "host {args:?} failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// `host plugin new NAME --lang LANG` in `dir`, built, then tested through `host plugin test`
+/// against the template's own expected output.
+pub fn template_passes_its_own_test(dir: &Path, name: &str, lang: &str) {
+    host_ok(dir, &["plugin", "new", name, "--lang", lang]);
+    host_ok(dir, &["plugin", "build", name]);
+    let (input, expected) = (
+        format!("{name}/test/input.csv"),
+        format!("{name}/test/expected.csv"),
+    );
+    let tested = host_ok(
+        dir,
+        &[
+            "plugin", "test", name, "--input", &input, "--expect", &expected,
+        ],
+    );
+    assert!(tested.contains("output matches"), "{tested}");
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
