@@ -73,15 +73,9 @@ fn main() {
 
         let policy = StepPolicy::default();
         plugin.instantiate_once(&policy).unwrap();
-        let mut samples: Vec<Duration> = (0..200)
-            .map(|_| {
-                let started = Instant::now();
-                plugin.instantiate_once(&policy).unwrap();
-                started.elapsed()
-            })
-            .collect();
-        samples.sort();
-        let instantiate = samples[samples.len() / 2];
+        let instantiate = median_time(200, || {
+            plugin.instantiate_once(&policy).unwrap();
+        });
 
         // Thread CPU time, not wall time: the guest runs on this thread, and other jobs on
         // the shared cores must not count.

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 use weir::plugin::build::{BuildOptions, build};
@@ -67,15 +67,9 @@ fn main() {
     // Instantiation from InstancePre into a fresh store.
     let policy = StepPolicy::default();
     plugin.instantiate_once(&policy).unwrap();
-    let mut samples: Vec<Duration> = (0..2000)
-        .map(|_| {
-            let started = Instant::now();
-            plugin.instantiate_once(&policy).unwrap();
-            started.elapsed()
-        })
-        .collect();
-    samples.sort();
-    let instantiate = samples[samples.len() / 2];
+    let instantiate = median_time(2000, || {
+        plugin.instantiate_once(&policy).unwrap();
+    });
 
     let python = python();
     let runs = RUNS.to_string();

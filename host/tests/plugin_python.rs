@@ -544,15 +544,9 @@ fn measure_python_against_rust() {
         let plugin = runtime.load(&path).unwrap();
         let compile = started.elapsed();
         plugin.instantiate_once(&policy).unwrap();
-        let mut samples: Vec<Duration> = (0..200)
-            .map(|_| {
-                let started = Instant::now();
-                plugin.instantiate_once(&policy).unwrap();
-                started.elapsed()
-            })
-            .collect();
-        samples.sort();
-        let instantiate = samples[samples.len() / 2];
+        let instantiate = support::median_time(200, || {
+            plugin.instantiate_once(&policy).unwrap();
+        });
         let mut best = Duration::MAX;
         let mut out = 0;
         for _ in 0..3 {
