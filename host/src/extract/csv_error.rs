@@ -7,7 +7,7 @@
 //! record after the header is row 1, so row N is on line N + 1 unless a quoted field spans
 //! lines.
 
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::error::ArrowError;
 
 use super::file::type_name;
@@ -103,7 +103,8 @@ fn not_utf8(text: &str, columns: &Columns<'_>) -> Option<CsvProblem> {
 }
 
 fn bad_value(text: &str, columns: &Columns<'_>) -> Option<CsvProblem> {
-    let (value, arrow_type, column, row) =
+    // The value, its column's type (arrow's name when it has no Weir spelling), and where.
+    let (value, data_type, column, row) =
         if let Some(rest) = text.strip_prefix("Error while parsing value '") {
             // The value may hold quotes; the part after it is fixed.
             let at = rest.rfind("' as type '")?;
@@ -111,7 +112,8 @@ fn bad_value(text: &str, columns: &Columns<'_>) -> Option<CsvProblem> {
             let (arrow_type, rest) = rest.split_once("' for column ")?;
             let (column, rest) = rest.split_once(" at line ")?;
             let (row, _) = rest.split_once(". Row data: ")?;
-            (value, arrow_type, number(column)?, number(row)?)
+            let data_type = arrow_type.parse::<DataType>().map_err(|_| arrow_type);
+            (value, data_type, number(column)?, number(row)?)
         } else {
             // Timestamps: "Error parsing column C at line R: <chrono's reason>".
             let rest = text.strip_prefix("Error parsing column ")?;
@@ -122,7 +124,7 @@ fn bad_value(text: &str, columns: &Columns<'_>) -> Option<CsvProblem> {
                 .split_once(" from '")
                 .and_then(|(_, rest)| rest.split_once("': "))
                 .map(|(value, _)| value);
-            let timestamp = "Timestamp(µs, \"UTC\")";
+            let timestamp = Ok(DataType::Timestamp(TimeUnit::Microsecond, None));
             (
                 value.unwrap_or(reason),
                 timestamp,
@@ -132,9 +134,8 @@ fn bad_value(text: &str, columns: &Columns<'_>) -> Option<CsvProblem> {
         };
     let column = column as usize;
     let name = columns.name(column);
-    let data_type: Option<DataType> = arrow_type.parse().ok();
-    let integer = data_type.as_ref().is_some_and(DataType::is_integer);
-    let type_name = data_type.map_or(arrow_type.to_string(), |t| type_name(&t));
+    let integer = data_type.as_ref().is_ok_and(DataType::is_integer);
+    let type_name = data_type.map_or_else(str::to_string, |t| type_name(&t));
     let digits = value.trim_start_matches(['-', '+']);
     let mut message = if value.contains('\n') {
         format!("{name} runs over a line break: a quote left open runs into the next lines")
