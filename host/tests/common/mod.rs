@@ -8,6 +8,7 @@ pub mod hostile;
 pub mod http_api;
 pub mod pipeline;
 pub mod postgres;
+pub mod python;
 pub mod reliability;
 pub mod s3;
 pub mod sinks;

@@ -1,5 +1,5 @@
 """The IPC codec under plain CPython: `python3 -m unittest discover sdk/python/tests`.
-(That arrow-rs reads what it writes, and the other way round, is host/tests/plugin_python.rs.)"""
+(That arrow-rs reads what it writes, and the other way round, is host/tests/plugin_python_sdk.rs.)"""
 
 import struct
 import sys
