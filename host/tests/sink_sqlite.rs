@@ -342,3 +342,45 @@ async fn sqlite_busy_database_is_a_transient_error() {
         "a retry succeeds"
     );
 }
+
+#[tokio::test]
+async fn sqlite_a_row_the_table_refuses_is_named_and_nothing_of_the_load_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    // The user's own table, with a constraint the sink knows nothing of.
+    query::<(i64,)>(
+        &db,
+        "CREATE TABLE orders (order_id INTEGER UNIQUE, month TEXT, amount REAL CHECK (amount < 100))",
+    )
+    .await;
+    let sink = sqlite(&db, "orders", LoadMode::Append).await;
+    let first = orders(&[(1, "2024-01", 1.0), (2, "2024-01", 2.0)]);
+    let second = orders(&[
+        (3, "2024-02", 3.0),
+        (1, "2024-02", 4.0),
+        (5, "2024-02", 5.0),
+    ]);
+    let err = load(&sink, "l1", &[first.clone(), second])
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("inserting row 4 of the load")
+            && message.contains("UNIQUE constraint failed: orders.order_id"),
+        "{message}"
+    );
+    assert!(
+        !err.is_transient(),
+        "a constraint does not go away: {message}"
+    );
+    let overdrawn = orders(&[(7, "2024-03", 7.0), (8, "2024-03", 800.0)]);
+    let err = load(&sink, "l2", &[overdrawn]).await.unwrap_err();
+    assert!(
+        err.to_string().contains("inserting row 2 of the load")
+            && err.to_string().contains("CHECK constraint failed"),
+        "{err}"
+    );
+    assert!(orders_table(&db).await.is_empty(), "no row of either load");
+    assert!(!sink.is_committed("l1").await.unwrap());
+    assert_eq!(load(&sink, "l3", &[first]).await.unwrap(), Some(2));
+}

@@ -9,15 +9,36 @@ use weir_sdk::arrow::cast::parse::string_to_timestamp_nanos;
 
 /// `s` as microseconds since the epoch (UTC), exactly as
 /// `string_to_timestamp_nanos(s).ok().map(|ns| ns.div_euclid(1000))`; `None` if not a date.
+#[cfg(test)]
 pub fn parse_utc_micros(s: &str) -> Option<i64> {
+    parse(s).map(|p| p.micros)
+}
+
+/// A parsed date: the instant, and whether its UTC date is the text's own `YYYY-MM-DD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub micros: i64,
+    /// True when the text's first 7 bytes are the instant's UTC `YYYY-MM` (no offset or
+    /// leap second moved it to another day; a four-digit year): the caller can copy them
+    /// instead of computing the month from `micros` (two divisions).
+    pub on_text_date: bool,
+}
+
+/// `s` as microseconds since the epoch (UTC), exactly as
+/// `string_to_timestamp_nanos(s).ok().map(|ns| ns.div_euclid(1000))`, and whether the
+/// text's `YYYY-MM` is the instant's; `None` if not a date.
+#[inline(always)]
+pub fn parse(s: &str) -> Option<Parsed> {
     let b = s.as_bytes();
     // Arrow rejects outright whatever does not start with `dddd-dd-dd`: no need to ask it
     // (and have it format an error message per bad row).
     let date = ymd(b)?;
     fast(b, date).or_else(|| {
-        string_to_timestamp_nanos(s)
-            .ok()
-            .map(|ns| ns.div_euclid(1000))
+        let micros = string_to_timestamp_nanos(s).ok()?.div_euclid(1000);
+        Some(Parsed {
+            micros,
+            on_text_date: false,
+        })
     })
 }
 
@@ -25,40 +46,84 @@ pub fn parse_utc_micros(s: &str) -> Option<i64> {
 // Inlined: returned through memory, the tuple cost a store-forwarding stall per row (~25%).
 #[inline(always)]
 fn ymd(b: &[u8]) -> Option<(i32, i32, i32)> {
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+    let ([c1, c2, rest @ ..], _) = b.split_first_chunk::<10>()?;
+    let (c1, c2) = (c1.wrapping_sub(b'0'), c2.wrapping_sub(b'0'));
+    let (yy, month, day) = two_digit_triple(rest, b'-')?;
+    if (c1 >= 10) | (c2 >= 10) {
         return None;
     }
-    Some((digits(b, 0, 4)?, digits(b, 5, 2)?, digits(b, 8, 2)?))
+    let year = i32::from(c1) * 1000 + i32::from(c2) * 100 + yy as i32;
+    Some((year, month as i32, day as i32))
+}
+
+/// `dd?dd?dd` (each `?` being `sep`) as its three numbers: "YY-MM-DD" and "HH:MM:SS".
+/// SWAR: the 8 bytes as one u64, checked and converted together, without a branch per
+/// byte (native 64-bit adds, ands and one multiply, in Wasm too).
+#[inline(always)]
+fn two_digit_triple(bytes: &[u8; 8], sep: u8) -> Option<(u32, u32, u32)> {
+    const DIGITS: u64 = 0xffff_00ff_ff00_ffff; // bytes 0, 1, 3, 4, 6 and 7 (little-endian)
+    const HIGH: u64 = 0xf0f0_00f0_f000_f0f0 & DIGITS; // their high nibbles
+    const ZEROS: u64 = 0x3030_3030_3030_3030 & DIGITS; // their `0`s
+    let v = u64::from_le_bytes(*bytes);
+    let seps = u64::from(sep) * 0x0000_0100_0001_0000; // `sep` in bytes 2 and 5
+    // A digit is 0x30–0x39: high nibble 3, and adding 6 leaves it 3 (no carry out of a
+    // byte whose high nibble is 3). Separators compared whole.
+    let shape = (v & (HIGH | !DIGITS)) == (ZEROS | seps);
+    let below_ten = (v.wrapping_add(0x0606_0606_0606_0606 & DIGITS) & HIGH) == ZEROS;
+    if !(shape & below_ten) {
+        return None;
+    }
+    // Digit values; then ten times each plus the next (never above 99, so no carries):
+    // the pairs' numbers in bytes 0, 3 and 6.
+    let d = (v & DIGITS) - ZEROS;
+    let n = d * 10 + (d >> 8);
+    Some((
+        (n & 0xff) as u32,
+        (n >> 24 & 0xff) as u32,
+        (n >> 48 & 0xff) as u32,
+    ))
 }
 
 /// `YYYY-MM-DD`, optionally with `[Tt ]HH:MM:SS`, a `.` and 1–9 digits, and `Z`, `z`,
 /// `±HH:MM`, `±HHMM` or `±HH`. `None` for other shapes and for invalid values alike
 /// (both rare): the caller then asks Arrow.
-fn fast(b: &[u8], (year, month, day): (i32, i32, i32)) -> Option<i64> {
-    // Years whose every instant, with any offset, fits in i64 nanoseconds: at the edges
-    // (1677-09-21, 2262-04-11) Arrow's overflow check decides.
-    if !(1678..=2261).contains(&year)
-        || !(1..=12).contains(&month)
-        || !(1..=days_in_month(year, month)).contains(&day)
-    {
-        return None;
-    }
-    let days = i64::from(days_from_civil(year, month, day));
+#[inline(always)]
+fn fast(b: &[u8], (year, month, day): (i32, i32, i32)) -> Option<Parsed> {
+    let days = i64::from(days_since_epoch(year, month, day)?);
     if b.len() == 10 {
-        return Some(days * 86_400_000_000);
+        return Some(Parsed {
+            micros: days * 86_400_000_000,
+            on_text_date: true,
+        });
     }
 
-    if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
     }
-    let (hour, minute, second) = (digits(b, 11, 2)?, digits(b, 14, 2)?, digits(b, 17, 2)?);
+    let (hour, minute, second) = two_digit_triple(b[11..19].try_into().ok()?, b':')?;
+    let rest = &b[19..];
     // Second 60: chrono takes a leap second at any minute, and counts it as the next
     // second of the timeline, which is what plain arithmetic gives.
-    if hour > 23 || minute > 59 || second > 60 {
+    if (hour > 23) | (minute > 59) | (second > 60) {
         return None;
     }
 
-    let mut rest = &b[19..];
+    // The common endings first, without the general matching below.
+    let (micros, offset) = match rest {
+        [] | [b'Z' | b'z'] => (0, 0),
+        _ => fraction_and_offset(rest)?,
+    };
+    let of_day = (hour * 3600 + minute * 60 + second) as i32 - offset;
+    Some(Parsed {
+        micros: (days * 86_400 + i64::from(of_day)) * 1_000_000 + i64::from(micros),
+        on_text_date: (0..86_400).contains(&of_day),
+    })
+}
+
+/// What may follow `HH:MM:SS`: microseconds of an optional fraction and the offset in
+/// seconds east of UTC. Out of line: rarer, and it keeps the inlined common path small.
+#[inline(never)]
+fn fraction_and_offset(mut rest: &[u8]) -> Option<(i32, i32)> {
     let mut micros = 0;
     if let [b'.', fraction @ ..] = rest {
         let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -80,8 +145,7 @@ fn fast(b: &[u8], (year, month, day): (i32, i32, i32)) -> Option<i64> {
         [sign, h1, h2] => offset_seconds(sign, [h1, h2, b'0', b'0'])?,
         _ => return None,
     };
-    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second - offset);
-    Some(seconds * 1_000_000 + i64::from(micros))
+    Some((micros, offset))
 }
 
 /// Seconds east of UTC. Arrow takes any two-digit minutes (`+05:99`) but, as chrono's
@@ -107,20 +171,57 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<i32> {
     })
 }
 
-/// Days in each month of a common year.
-const MONTH_DAYS: [i32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+/// Years whose every instant, with any offset, fits in i64 nanoseconds: at the edges
+/// (1677-09-21, 2262-04-11) Arrow's overflow check decides.
+const FIRST_YEAR: i32 = 1678;
+const LAST_YEAR: i32 = 2261;
 
-/// Days in `month` (1–12) of `year`. A table and `&` rather than `match` and `&&`: no
-/// branches, as months vary from row to row (this alone made parsing ~15% faster).
-fn days_in_month(year: i32, month: i32) -> i32 {
-    let leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0));
-    MONTH_DAYS[month as usize - 1] + i32::from(leap & (month == 2))
+/// Days since 1970-01-01 of each January 1st, `FIRST_YEAR` to `LAST_YEAR + 1` (the last
+/// one for the length of `LAST_YEAR`): a lookup instead of the era arithmetic per row.
+static YEAR_STARTS: [i32; (LAST_YEAR - FIRST_YEAR + 2) as usize] = {
+    let mut starts = [0; (LAST_YEAR - FIRST_YEAR + 2) as usize];
+    let mut i = 0;
+    while i < starts.len() {
+        starts[i] = days_from_civil(FIRST_YEAR + i as i32, 1, 1);
+        i += 1;
+    }
+    starts
+};
+
+/// Days before each month (1–12, index 0 unused) in a common year, and the month's length.
+const MONTHS: [(i32, i32); 13] = [
+    (0, 0),
+    (0, 31),
+    (31, 28),
+    (59, 31),
+    (90, 30),
+    (120, 31),
+    (151, 30),
+    (181, 31),
+    (212, 31),
+    (243, 30),
+    (273, 31),
+    (304, 30),
+    (334, 31),
+];
+
+/// Days since 1970-01-01 of a valid date with a year in `FIRST_YEAR..=LAST_YEAR`, by table.
+/// `|` rather than `||`: fewer branches, as months and days vary from row to row.
+#[inline(always)]
+fn days_since_epoch(year: i32, month: i32, day: i32) -> Option<i32> {
+    let y = year.wrapping_sub(FIRST_YEAR) as usize;
+    let (&start, &next) = (YEAR_STARTS.get(y)?, YEAR_STARTS.get(y + 1)?);
+    let &(before, length) = MONTHS.get(month as usize)?; // month ≤ 99: never negative
+    let leap = next - start - 365;
+    let length = length + (leap & i32::from(month == 2));
+    if (month == 0) | (day == 0) | (day > length) {
+        return None;
+    }
+    Some(start + before + (leap & i32::from(month > 2)) + day - 1)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-/// Calendar arithmetic is in i32 throughout: Wasm has no 64-bit multiply-high, so a 64-bit
-/// division by a constant stays a (slow) division there, where a 32-bit one is a multiply.
-fn days_from_civil(year: i32, month: i32, day: i32) -> i32 {
+const fn days_from_civil(year: i32, month: i32, day: i32) -> i32 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -148,7 +249,8 @@ mod tests {
 
     /// What the fast path alone makes of `s`.
     fn fast_path(s: &str) -> Option<i64> {
-        ymd(s.as_bytes()).and_then(|date| fast(s.as_bytes(), date))
+        let date = ymd(s.as_bytes())?;
+        fast(s.as_bytes(), date).map(|p| p.micros)
     }
 
     /// xorshift64: deterministic, no dependency.
@@ -201,6 +303,11 @@ mod tests {
     fn check(s: &str, accepted: &mut usize, fast_hits: &mut usize) {
         let expected = arrow(s);
         assert_eq!(parse_utc_micros(s), expected, "{s:?}");
+        // Where the text's `YYYY-MM` is used as the month, it must be the instant's.
+        if let Some(p) = parse(s).filter(|p| p.on_text_date) {
+            let (y, m) = crate::year_month(p.micros.div_euclid(86_400_000_000) as i32);
+            assert_eq!(&s[..7], format!("{y:04}-{m:02}"), "{s:?}");
+        }
         *accepted += usize::from(expected.is_some());
         *fast_hits += usize::from(fast_path(s).is_some());
     }
@@ -217,7 +324,15 @@ mod tests {
         for year in YEARS {
             for month in 0..=13 {
                 for day in 0..=32 {
-                    for time in ["", "T00:00:00", "T23:59:60.5-23:59", "t12:30:45z"] {
+                    for time in [
+                        "",
+                        "T00:00:00",
+                        "T23:59:60.5-23:59",
+                        "t12:30:45z",
+                        "T23:59:60Z",
+                        "T00:30:00+01:00",
+                        "T23:30:00-01",
+                    ] {
                         check(&format!("{year}-{month:02}-{day:02}{time}"));
                     }
                 }

@@ -3,9 +3,11 @@
 //!
 //! Types: see [`types`]. Nulls are NULL. Identifiers are always double-quoted; values are always bound parameters.
 
+mod bulk;
 mod types;
 
 use std::collections::HashSet;
+use std::ffi::CString;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +18,13 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode};
 use sqlx::sqlite::{SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Arguments, AssertSqlSafe, Sqlite, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, Sqlite, SqlitePool, Transaction};
 
 use super::{LoadError, LoadMode, LoadSpec, Sink, SinkLoad, data_schema, project};
 use types::{Column, sql_type};
 
 /// How long a statement waits for another connection's lock before failing with BUSY.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// SQLite's limit on bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
-const MAX_VARIABLES: usize = 32_766;
 const MARKER_DDL: &str = "CREATE TABLE IF NOT EXISTS _weir_loads (load_id TEXT PRIMARY KEY, \
                           pipeline TEXT, table_name TEXT, rows INTEGER, committed_at TEXT)";
 const MARKED: &str = "SELECT 1 FROM _weir_loads WHERE load_id = ?";
@@ -249,67 +249,38 @@ impl Sink for SqliteSink {
             load_id: load.load_id.clone(),
             pipeline: load.pipeline.clone(),
             table: self.table.clone(),
-            insert: Insert::new(&self.table, &schema, &self.mode),
+            insert: insert_sql(&self.table, &schema, &self.mode),
             schema,
             tx,
             partition,
             seen: HashSet::new(),
-            args: SqliteArguments::default(),
-            pending: 0,
             rows: 0,
             failed: false,
         })))
     }
 }
 
-/// The multi-row INSERT: as many rows per statement as the parameter limit allows. The
-/// full-size statement text is built once; sqlx caches its prepared form per connection.
-struct Insert {
-    head: String,
-    row: String,
-    tail: String,
-    rows_per_statement: usize,
-    full: Arc<str>,
-}
-
-impl Insert {
-    fn new(table: &str, schema: &SchemaRef, mode: &LoadMode) -> Insert {
-        let names: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
-        let head = format!(
-            "INSERT INTO {} ({}) VALUES ",
-            quote(table),
-            names.join(", ")
-        );
-        let row = format!("({})", vec!["?"; names.len()].join(","));
-        let tail = match mode {
-            LoadMode::Merge { keys } => {
-                let keys: Vec<String> = keys.iter().map(|k| quote(k)).collect();
-                let set = names.iter().filter(|n| !keys.contains(n));
-                let set: Vec<String> = set.map(|n| format!("{n} = excluded.{n}")).collect();
-                let action = match set.is_empty() {
-                    true => "NOTHING".to_owned(),
-                    false => format!("UPDATE SET {}", set.join(", ")),
-                };
-                format!(" ON CONFLICT ({}) DO {action}", keys.join(", "))
-            }
-            _ => String::new(),
-        };
-        let rows_per_statement = (MAX_VARIABLES / names.len()).max(1);
-        let mut insert = Insert {
-            head,
-            row,
-            tail,
-            rows_per_statement,
-            full: Arc::from(""),
-        };
-        insert.full = Arc::from(insert.sql(rows_per_statement));
-        insert
-    }
-
-    fn sql(&self, rows: usize) -> String {
-        let rows = vec![self.row.as_str(); rows].join(",");
-        format!("{}{rows}{}", self.head, self.tail)
-    }
+/// The load's single-row INSERT (an upsert in merge mode), prepared once per batch.
+fn insert_sql(table: &str, schema: &SchemaRef, mode: &LoadMode) -> CString {
+    let names: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
+    let values = vec!["?"; names.len()].join(", ");
+    let upsert = match mode {
+        LoadMode::Merge { keys } => {
+            let keys: Vec<String> = keys.iter().map(|k| quote(k)).collect();
+            let set = names.iter().filter(|n| !keys.contains(n));
+            let set: Vec<String> = set.map(|n| format!("{n} = excluded.{n}")).collect();
+            let action = match set.is_empty() {
+                true => "NOTHING".to_owned(),
+                false => format!("UPDATE SET {}", set.join(", ")),
+            };
+            format!(" ON CONFLICT ({}) DO {action}", keys.join(", "))
+        }
+        _ => String::new(),
+    };
+    let (table, names) = (quote(table), names.join(", "));
+    bulk::c_sql(&format!(
+        "INSERT INTO {table} ({names}) VALUES ({values}){upsert}"
+    ))
 }
 
 struct SqliteLoad {
@@ -318,42 +289,18 @@ struct SqliteLoad {
     pipeline: String,
     table: String,
     schema: SchemaRef,
-    insert: Insert,
+    insert: CString,
     /// The whole load: rows, deletes and marker commit or roll back together.
     tx: Tx,
     /// replace_partition: the partition column's index and its DELETE statement.
     partition: Option<(usize, Arc<str>)>,
     /// Partition values already deleted in this load (so rows loaded earlier stay).
     seen: HashSet<String>,
-    /// Rows bound but not yet inserted; carried across batches so statements stay full.
-    args: SqliteArguments,
-    pending: usize,
     rows: u64,
     failed: bool,
 }
 
 impl SqliteLoad {
-    async fn flush(&mut self) -> Result<(), LoadError> {
-        if self.pending == 0 {
-            return Ok(());
-        }
-        let sql = match self.pending == self.insert.rows_per_statement {
-            true => self.insert.full.clone(),
-            false => Arc::from(self.insert.sql(self.pending)),
-        };
-        let args = std::mem::take(&mut self.args);
-        // Size the next statement's buffer once instead of growing it value by value.
-        self.args.reserve(
-            self.insert.rows_per_statement * self.schema.fields().len(),
-            0,
-        );
-        let query = sqlx::query_with::<Sqlite, _>(AssertSqlSafe(sql), args);
-        let done = query.execute(&mut *self.tx).await;
-        done.map_err(sql_err(&self.sink, "inserting rows"))?;
-        self.pending = 0;
-        Ok(())
-    }
-
     async fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), LoadError> {
         let batch = project(&self.sink, batch, &self.schema)?;
         let fields = self.schema.fields().iter().zip(batch.columns());
@@ -370,14 +317,22 @@ impl SqliteLoad {
                 }
             }
         }
-        for row in 0..batch.num_rows() {
-            columns.iter().for_each(|c| c.add_to(&mut self.args, row));
-            self.pending += 1;
-            if self.pending == self.insert.rows_per_statement {
-                self.flush().await?;
-            }
-        }
-        self.rows += batch.num_rows() as u64;
+        let handle = self.tx.lock_handle().await;
+        let mut handle = handle.map_err(sql_err(&self.sink, "locking the connection"))?;
+        let db = handle.as_raw_handle();
+        let rows = batch.num_rows();
+        // SAFETY: the lock keeps sqlx's worker off the connection until `handle` drops,
+        // after the call; the call cannot be cancelled half-way (no await inside).
+        let inserted = blocking(|| unsafe { bulk::insert(db, &self.insert, &columns, rows) });
+        inserted.map_err(|failed| LoadError::Sqlite {
+            sink: self.sink.clone(),
+            action: format!(
+                "inserting row {} of the load",
+                self.rows + failed.row as u64 + 1
+            ),
+            source: failed.error.into(),
+        })?;
+        self.rows += rows as u64;
         Ok(())
     }
 }
@@ -398,7 +353,6 @@ impl SinkLoad for SqliteLoad {
         if self.failed {
             return Err(super::failed_earlier(&self.sink));
         }
-        self.flush().await?;
         let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let sql = "INSERT INTO _weir_loads (load_id, pipeline, table_name, rows, committed_at) \
                    VALUES (?, ?, ?, ?, ?)";
@@ -418,6 +372,16 @@ impl SinkLoad for SqliteLoad {
     async fn abort(self: Box<Self>) -> Result<(), LoadError> {
         let done = self.tx.rollback().await;
         done.map_err(sql_err(&self.sink, "rolling back the load"))
+    }
+}
+
+/// Run the blocking `f` where a tokio worker may block: beside the worker pool on a
+/// multi-threaded runtime, in place on a single-threaded one (tests).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -103,7 +103,11 @@ impl Column {
             Column::Real(a) => args.add(valid(a).then(|| a.value(row))),
             Column::Text(a) => args.add(valid(a).then(|| a.value(row))),
             Column::Time { micros, time } => {
-                let value = valid(micros).then(|| iso8601(micros.value(row), *time));
+                let value = valid(micros).then(|| {
+                    let mut text = String::with_capacity(27);
+                    iso8601(micros.value(row), *time, &mut text);
+                    text
+                });
                 args.add(value)
             }
         };
@@ -124,9 +128,11 @@ impl Column {
     }
 }
 
-/// `YYYY-MM-DD`, or with `time` `YYYY-MM-DDTHH:MM:SS.ffffffZ`; written by hand because
-/// chrono's `format` re-parses its pattern for every value, which dominated the profile.
-fn iso8601(micros: i64, time: bool) -> String {
+/// `YYYY-MM-DD`, or with `time` `YYYY-MM-DDTHH:MM:SS.ffffffZ`, appended to `out`; written
+/// by hand because chrono's `format` re-parses its pattern for every value, which
+/// dominated the profile.
+pub(super) fn iso8601(micros: i64, time: bool, out: &mut String) {
+    use std::fmt::Write;
     let t = DateTime::from_timestamp_micros(micros).expect("range checked by Column::new");
     if !(0..=9999).contains(&t.year()) {
         let pattern = if time {
@@ -134,9 +140,9 @@ fn iso8601(micros: i64, time: bool) -> String {
         } else {
             "%Y-%m-%d"
         };
-        return t.format(pattern).to_string();
+        write!(out, "{}", t.format(pattern)).expect("writing to a String");
+        return;
     }
-    let mut out = String::with_capacity(27);
     let mut push = |value: u32, width: u32, then: &str| {
         for power in (0..width).rev() {
             out.push(char::from(b'0' + (value / 10u32.pow(power) % 10) as u8));
@@ -152,7 +158,6 @@ fn iso8601(micros: i64, time: bool) -> String {
         push(t.second(), 2, ".");
         push(t.timestamp_subsec_micros(), 6, "Z");
     }
-    out
 }
 
 /// The declared column type; also the one place that says which Arrow types load.
