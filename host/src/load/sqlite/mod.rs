@@ -321,9 +321,12 @@ impl SqliteLoad {
         let mut handle = handle.map_err(sql_err(&self.sink, "locking the connection"))?;
         let db = handle.as_raw_handle();
         let rows = batch.num_rows();
+        // Inline on the sink's task, blocking its worker for the batch: with
+        // `block_in_place` the worker handoffs made the 2 GB memory-bound run 50% slower
+        // and its peak RSS 386 MiB instead of 216 (a thread, and its malloc arena, each).
         // SAFETY: the lock keeps sqlx's worker off the connection until `handle` drops,
         // after the call; the call cannot be cancelled half-way (no await inside).
-        let inserted = blocking(|| unsafe { bulk::insert(db, &self.insert, &columns, rows) });
+        let inserted = unsafe { bulk::insert(db, &self.insert, &columns, rows) };
         inserted.map_err(|failed| LoadError::Sqlite {
             sink: self.sink.clone(),
             action: format!(
@@ -372,16 +375,6 @@ impl SinkLoad for SqliteLoad {
     async fn abort(self: Box<Self>) -> Result<(), LoadError> {
         let done = self.tx.rollback().await;
         done.map_err(sql_err(&self.sink, "rolling back the load"))
-    }
-}
-
-/// Run the blocking `f` where a tokio worker may block: beside the worker pool on a
-/// multi-threaded runtime, in place on a single-threaded one (tests).
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 
