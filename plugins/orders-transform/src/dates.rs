@@ -231,7 +231,7 @@ const fn days_from_civil(year: i32, month: i32, day: i32) -> i32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use weir_sdk::arrow::array::{
@@ -253,20 +253,24 @@ mod tests {
         fast(s.as_bytes(), date).map(|p| p.micros)
     }
 
-    /// xorshift64: deterministic, no dependency.
-    struct Rng(u64);
+    /// xorshift64: deterministic, no dependency (the `reference` tests use it too).
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
         }
-        fn below(&mut self, n: usize) -> usize {
+        pub(crate) fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
-        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        pub(crate) fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
             from[self.below(from.len())]
+        }
+        /// True one time in `n`.
+        pub(crate) fn one_in(&mut self, n: usize) -> bool {
+            self.below(n) == 0
         }
     }
 

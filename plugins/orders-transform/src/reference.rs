@@ -175,24 +175,7 @@ mod tests {
     use weir_sdk::arrow::schema::{Field, Schema};
 
     use crate::BadDates;
-
-    /// xorshift64: deterministic, no dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        /// True one time in `n`.
-        fn one_in(&mut self, n: usize) -> bool {
-            self.below(n) == 0
-        }
-    }
+    use crate::dates::tests::Rng;
 
     /// Dates of every kind the parser treats differently, valid and not.
     const DATES: &[&str] = &[
