@@ -5,20 +5,16 @@
 use std::sync::Arc;
 
 use weir_sdk::Error;
-use weir_sdk::arrow::array::types::{
-    Date32Type, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
-};
 use weir_sdk::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Float64Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
+    TimestampMicrosecondArray,
 };
-use weir_sdk::arrow::buffer::{BooleanBuffer, OffsetBuffer};
+use weir_sdk::arrow::buffer::BooleanBuffer;
 use weir_sdk::arrow::cast::parse::string_to_timestamp_nanos;
-use weir_sdk::arrow::schema::{DataType, Field, Schema, TimeUnit};
+use weir_sdk::arrow::schema::{DataType, Field, Schema};
 use weir_sdk::arrow::{arith, select};
 
-use crate::{BadDates, as_f64, column, digit};
+use crate::{BadDates, as_f64, column};
 
 /// `order_date` as UTC microseconds: parsed from text (ISO 8601 / RFC 3339 forms), or
 /// converted from a timestamp or date column. `None` where the text is not a date.
@@ -52,27 +48,8 @@ fn order_dates(
             }
             TimestampMicrosecondArray::new(values.into(), Some(valid.finish().into()))
         }
-        // Timestamps without a time zone are taken as UTC, as `pd.to_datetime(utc=True)` does.
-        DataType::Timestamp(TimeUnit::Second, _) => array
-            .as_primitive::<TimestampSecondType>()
-            .unary(|s| s * 1_000_000),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => array
-            .as_primitive::<TimestampMillisecondType>()
-            .unary(|ms| ms * 1000),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            array.as_primitive::<TimestampMicrosecondType>().clone()
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => array
-            .as_primitive::<TimestampNanosecondType>()
-            .unary(|ns| ns.div_euclid(1000)),
-        DataType::Date32 => array
-            .as_primitive::<Date32Type>()
-            .unary(|days| i64::from(days) * 86_400_000_000),
-        other => {
-            return Err(Error::input(format!(
-                "`order_date` must be text, a date or a timestamp, not {other}"
-            )));
-        }
+        // Unchanged by the one-pass rewrite: the transform's own conversion.
+        _ => crate::convert_dates(array)?,
     };
     Ok(dates.with_timezone("UTC"))
 }
@@ -124,7 +101,7 @@ pub(crate) fn transform_orders(
 
     // `order_month` from the kept dates: fewer rows, and no text column to filter.
     let kept = select::filter::filter_record_batch(&all, &keep)?;
-    let months = order_month(kept.column(dates_at).as_primitive());
+    let months = crate::order_month(kept.column(dates_at).as_primitive());
     fields.push(Field::new("order_month", DataType::Utf8, true));
     let mut columns = kept.columns().to_vec();
     columns.push(Arc::new(months));
@@ -132,36 +109,6 @@ pub(crate) fn transform_orders(
         Arc::new(Schema::new(fields)),
         columns,
     )?)
-}
-
-/// `YYYY-MM` of each timestamp, without a date library: the civil-from-days algorithm.
-/// Written straight into the string buffers (every value is 7 ASCII bytes).
-fn order_month(dates: &TimestampMicrosecondArray) -> StringArray {
-    let mut text = Vec::with_capacity(dates.len() * 7);
-    let mut offsets = Vec::with_capacity(dates.len() + 1);
-    offsets.push(0);
-    for (i, &us) in dates.values().iter().enumerate() {
-        if dates.is_valid(i) {
-            // Any i64 of microseconds is within ±2^27 days. (i32: see `year_month`.)
-            let (y, m) = crate::year_month(us.div_euclid(86_400_000_000) as i32);
-            let y = y.clamp(0, 9999) as u32;
-            text.extend_from_slice(&[
-                digit(y / 1000),
-                digit(y / 100),
-                digit(y / 10),
-                digit(y),
-                b'-',
-                digit(m / 10),
-                digit(m),
-            ]);
-        }
-        offsets.push(text.len() as i32);
-    }
-    StringArray::new(
-        OffsetBuffer::new(offsets.into()),
-        text.into(),
-        dates.nulls().cloned(),
-    )
 }
 
 #[cfg(test)]
