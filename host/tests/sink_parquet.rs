@@ -225,3 +225,31 @@ async fn parquet_many_partitions_are_written_a_bounded_number_at_a_time() {
         lake.keys()
     );
 }
+
+#[tokio::test]
+async fn parquet_unpartitioned_load_counts_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let sink = ParquetSink::new("lake", &root, None, LoadMode::Append)
+        .unwrap()
+        .with_rows_per_file(2);
+    let batches = [
+        orders(&[
+            (1, "2024-01", 1.0),
+            (2, "2024-02", 2.0),
+            (3, "2024-01", 3.0),
+        ]),
+        orders(&[(4, "2024-01", 4.0)]),
+    ];
+    assert_eq!(load(&sink, "l1", &batches).await.unwrap(), Some(4));
+    let marker = std::fs::read(root.join("_weir_loads/l1.json")).unwrap();
+    let marker: serde_json::Value = serde_json::from_slice(&marker).unwrap();
+    assert_eq!(marker["rows"], 4);
+    let mut files: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".parquet"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["part-l1-0.parquet", "part-l1-1.parquet"]);
+}

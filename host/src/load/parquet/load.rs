@@ -131,8 +131,11 @@ impl ParquetLoad {
         if batch.num_rows() == 0 {
             return Ok(()); // no empty files
         }
+        let rows = batch.num_rows() as u64;
         let Some((index, column)) = self.partition.clone() else {
-            return self.write_partition(String::new(), batch).await;
+            self.write_partition(String::new(), batch).await?;
+            self.rows += rows;
+            return Ok(());
         };
         let groups = partition_rows(&self.io.sink, &column, batch.column(index).as_ref())?;
         let keep: Vec<usize> = (0..batch.num_columns()).filter(|i| *i != index).collect();
@@ -146,7 +149,7 @@ impl ParquetLoad {
             let bad = |e| load_err!(Schema, self.io.sink, "splitting a batch by partition: {e}");
             self.write_partition(dir, part.map_err(bad)?).await?;
         }
-        self.rows += batch.num_rows() as u64;
+        self.rows += rows;
         Ok(())
     }
 }
