@@ -253,3 +253,27 @@ async fn parquet_unpartitioned_load_counts_its_rows() {
     files.sort();
     assert_eq!(files, ["part-l1-0.parquet", "part-l1-1.parquet"]);
 }
+
+#[tokio::test]
+async fn parquet_columns_of_distinct_values_are_written_without_a_dictionary() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let sink = ParquetSink::new("lake", &root, None, LoadMode::Append).unwrap();
+    let rows: Vec<(i64, &str, f64)> = (0..4096).map(|i| (i, "2024-01", (i % 10) as f64)).collect();
+    load(&sink, "l1", &[orders(&rows)]).await.unwrap();
+
+    let file = std::fs::File::open(root.join("part-l1-0.parquet")).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let group = reader.metadata().row_group(0);
+    let dictionary = |name: &str| {
+        let column = (0..group.num_columns())
+            .map(|i| group.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap();
+        column.dictionary_page_offset().is_some()
+    };
+    assert!(!dictionary("order_id"), "unique ids: no dictionary");
+    assert!(dictionary("amount"), "ten distinct amounts: a dictionary");
+}

@@ -96,7 +96,8 @@ impl ParquetLoad {
             let store = fault::watch_parts(self.io.store.clone());
             let upload = BufWriter::with_capacity(store, staged, self.io.part_size)
                 .with_max_concurrency(self.io.upload_concurrency);
-            let (schema, props) = (self.file_schema.clone(), Some(self.props.clone()));
+            let props = Some(super::encoding::for_file(&self.props, &batch));
+            let schema = self.file_schema.clone();
             let writer = AsyncArrowWriter::try_new(upload, schema, props);
             let writer = writer.map_err(|e| self.parquet_err(e))?;
             self.partitions[index].open = Some(OpenFile {

@@ -32,6 +32,7 @@ use crate::config::types::S3Settings;
 use crate::store::{self, Access, Location, Store};
 
 mod dataset;
+mod encoding;
 mod load;
 
 use dataset::Dataset;

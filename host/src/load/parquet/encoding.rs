@@ -1,0 +1,129 @@
+//! Which columns of a Parquet file are dictionary-encoded.
+//!
+//! A dictionary pays for columns that repeat values (months, currencies, rates); for a
+//! column whose values are (nearly) all distinct — ids, timestamps, computed totals — a row
+//! group's dictionary is as large as the values themselves, its indexes come on top, and
+//! building it is the costliest part of writing the column. Each file judges its columns on
+//! the first batch written to it, as DuckDB's writer judges a column on its values.
+
+use std::collections::HashSet;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+/// Fewer rows than this say too little about a column: it keeps the default (dictionary).
+const MIN_SAMPLE: usize = 1024;
+/// A column with more than this share of distinct values in the sample goes without.
+const DISTINCT_SHARE: f64 = 0.9;
+
+/// `base`, with dictionary encoding turned off for the top-level columns of `first` (the
+/// file's first batch) that are mostly distinct values.
+pub(super) fn for_file(base: &WriterProperties, first: &RecordBatch) -> WriterProperties {
+    let mut builder = base.clone().into_builder();
+    for (field, column) in first.schema_ref().fields().iter().zip(first.columns()) {
+        if mostly_distinct(column.as_ref()) {
+            let path = ColumnPath::from(field.name().as_str());
+            builder = builder.set_column_dictionary_enabled(path, false);
+        }
+    }
+    builder.build()
+}
+
+fn mostly_distinct(array: &dyn Array) -> bool {
+    let rows = array.len();
+    if rows < MIN_SAMPLE {
+        return false;
+    }
+    let distinct = match array.data_type() {
+        DataType::Utf8 => array
+            .as_string::<i32>()
+            .iter()
+            .collect::<HashSet<_>>()
+            .len(),
+        DataType::LargeUtf8 => array
+            .as_string::<i64>()
+            .iter()
+            .collect::<HashSet<_>>()
+            .len(),
+        DataType::Utf8View => array.as_string_view().iter().collect::<HashSet<_>>().len(),
+        DataType::Binary => array
+            .as_binary::<i32>()
+            .iter()
+            .collect::<HashSet<_>>()
+            .len(),
+        DataType::LargeBinary => array
+            .as_binary::<i64>()
+            .iter()
+            .collect::<HashSet<_>>()
+            .len(),
+        ty => match ty.primitive_width() {
+            // Fixed-width values compare by their bytes (null slots included: they are few
+            // or they make the column repetitive, and either way the verdict holds).
+            Some(width) if ty.is_primitive() => {
+                let data = array.to_data();
+                let start = data.offset() * width;
+                let values = &data.buffers()[0].as_slice()[start..start + rows * width];
+                values.chunks_exact(width).collect::<HashSet<_>>().len()
+            }
+            // Booleans, dictionaries and nested types keep the default.
+            _ => return false,
+        },
+    };
+    distinct as f64 > DISTINCT_SHARE * rows as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn only_mostly_distinct_columns_go_without_a_dictionary() {
+        let rows = 4096;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("id", Arc::new(Int64Array::from_iter_values(0..rows))),
+            (
+                "rate",
+                Arc::new(Float64Array::from_iter_values(
+                    (0..rows).map(|i| (i % 50) as f64),
+                )),
+            ),
+            (
+                "month",
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("2024-{:02}", i % 12)),
+                )),
+            ),
+            (
+                "note",
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("n{i}")),
+                )),
+            ),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let props = for_file(&WriterProperties::default(), &batch);
+        let dictionary = |name: &str| props.dictionary_enabled(&ColumnPath::from(name));
+        assert!(!dictionary("id"));
+        assert!(dictionary("rate"));
+        assert!(dictionary("month"));
+        assert!(!dictionary("note"));
+
+        // A slice is judged on its own rows; too few rows keep the default.
+        let sliced = batch.slice(10, 2048);
+        assert!(
+            !for_file(&WriterProperties::default(), &sliced)
+                .dictionary_enabled(&ColumnPath::from("id"))
+        );
+        let small = batch.slice(0, 100);
+        assert!(
+            for_file(&WriterProperties::default(), &small)
+                .dictionary_enabled(&ColumnPath::from("id"))
+        );
+    }
+}
