@@ -384,3 +384,47 @@ async fn sqlite_a_row_the_table_refuses_is_named_and_nothing_of_the_load_stays()
     assert!(!sink.is_committed("l1").await.unwrap());
     assert_eq!(load(&sink, "l3", &[first]).await.unwrap(), Some(2));
 }
+
+#[tokio::test]
+async fn sqlite_rows_go_in_many_per_statement_and_a_refused_one_is_still_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    query::<(i64,)>(
+        &db,
+        "CREATE TABLE orders (order_id INTEGER UNIQUE, month TEXT, amount REAL)",
+    )
+    .await;
+    let sink = sqlite(&db, "orders", LoadMode::Append).await;
+    // 200 rows: three full statements of many rows and single rows after them; every
+    // value distinct, so a value bound to the wrong row or column shows.
+    let months: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    let rows: Vec<(i64, &str, f64)> = (0..200)
+        .map(|i| (i, months[i as usize].as_str(), i as f64 + 0.5))
+        .collect();
+    assert_eq!(
+        load(&sink, "l1", &[orders(&rows)]).await.unwrap(),
+        Some(200)
+    );
+    let expected: Vec<(i64, String, f64)> = rows
+        .iter()
+        .map(|(id, m, a)| (*id, m.to_string(), *a))
+        .collect();
+    assert_eq!(orders_table(&db).await, expected);
+
+    // Row 151 of the next load repeats an id: inside a statement of many rows, it is
+    // still the row named, and none of the load's rows stay.
+    let mut again: Vec<(i64, &str, f64)> = (1000..1200).map(|i| (i, "m", 1.0)).collect();
+    again[150].0 = 7;
+    let err = load(&sink, "l2", &[orders(&again)]).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("inserting row 151 of the load")
+            && message.contains("UNIQUE constraint failed"),
+        "{message}"
+    );
+    assert_eq!(
+        orders_table(&db).await,
+        expected,
+        "nothing of the failed load"
+    );
+}

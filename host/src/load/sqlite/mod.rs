@@ -7,7 +7,6 @@ mod bulk;
 mod types;
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -261,9 +260,8 @@ impl Sink for SqliteSink {
 }
 
 /// The load's single-row INSERT (an upsert in merge mode), prepared once per batch.
-fn insert_sql(table: &str, schema: &SchemaRef, mode: &LoadMode) -> CString {
+fn insert_sql(table: &str, schema: &SchemaRef, mode: &LoadMode) -> bulk::InsertSql {
     let names: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
-    let values = vec!["?"; names.len()].join(", ");
     let upsert = match mode {
         LoadMode::Merge { keys } => {
             let keys: Vec<String> = keys.iter().map(|k| quote(k)).collect();
@@ -277,10 +275,15 @@ fn insert_sql(table: &str, schema: &SchemaRef, mode: &LoadMode) -> CString {
         }
         _ => String::new(),
     };
-    let (table, names) = (quote(table), names.join(", "));
-    bulk::c_sql(&format!(
-        "INSERT INTO {table} ({names}) VALUES ({values}){upsert}"
-    ))
+    bulk::InsertSql {
+        head: format!(
+            "INSERT INTO {} ({}) VALUES ",
+            quote(table),
+            names.join(", ")
+        ),
+        columns: names.len(),
+        tail: upsert,
+    }
 }
 
 struct SqliteLoad {
@@ -289,7 +292,7 @@ struct SqliteLoad {
     pipeline: String,
     table: String,
     schema: SchemaRef,
-    insert: CString,
+    insert: bulk::InsertSql,
     /// The whole load: rows, deletes and marker commit or roll back together.
     tx: Tx,
     /// replace_partition: the partition column's index and its DELETE statement.
