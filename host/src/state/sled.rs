@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,6 +26,11 @@ const WATERMARK: &[u8] = b"watermark";
 const PENDING: &[u8] = b"pending";
 const FILE_PREFIX: &[u8] = b"file/";
 const RUN_PREFIX: &[u8] = b"run/";
+
+/// How long [`SledState::open`] waits for a held lock: sled lets go of a dropped database's
+/// lock only once its background writes have finished, so reopening a state right after
+/// closing it (a test, a schedule's next run) can find it briefly still held.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// Run state in a sled database directory. sled locks the directory for as long as this is
 /// open, so one process at a time can use it; pipelines run by one process share a clone.
@@ -47,14 +53,23 @@ impl SledState {
     pub fn open(dir: &Path) -> Result<SledState, StateError> {
         // Created here rather than by sled so that an unusable path is reported against `dir`.
         std::fs::create_dir_all(dir).map_err(|io| io_error(dir, io))?;
-        let db = ::sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|e| sled_error(dir, e))?;
-        Ok(SledState {
-            db,
-            dir: dir.to_path_buf(),
-        })
+        let started = Instant::now();
+        loop {
+            match ::sled::Config::new().path(dir).open() {
+                Ok(db) => {
+                    return Ok(SledState {
+                        db,
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                Err(e) => match sled_error(dir, e) {
+                    StateError::Locked { .. } if started.elapsed() < LOCK_WAIT => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    error => return Err(error),
+                },
+            }
+        }
     }
 
     /// The database directory.
@@ -332,6 +347,21 @@ mod tests {
         assert_eq!(state.runs("p", 10).unwrap(), vec![failed]);
         // A run that committed nothing leaves the pending load alone.
         assert_eq!(state.pending_load("p").unwrap(), Some(pending("L2")));
+    }
+
+    #[test]
+    fn a_lock_let_go_of_a_moment_later_is_waited_for() {
+        // As when sled is still finishing a just-dropped database's writes: the lock goes
+        // soon, and opening waits for it rather than report another run.
+        let dir = tempfile::tempdir().unwrap();
+        let held = SledState::open(dir.path()).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        let state = SledState::open(dir.path()).unwrap();
+        state.record_pending("p", &pending("L1")).unwrap();
+        release.join().unwrap();
     }
 
     #[test]
