@@ -259,7 +259,7 @@ impl Sink for SqliteSink {
     }
 }
 
-/// The load's single-row INSERT (an upsert in merge mode), prepared once per batch.
+/// The load's INSERT (an upsert in merge mode), in parts for statements of one and of many rows.
 fn insert_sql(table: &str, schema: &SchemaRef, mode: &LoadMode) -> bulk::InsertSql {
     let names: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
     let upsert = match mode {
