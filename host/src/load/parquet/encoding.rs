@@ -7,6 +7,7 @@
 //! the first batch written to it, as DuckDB's writer judges a column on its values.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -37,27 +38,11 @@ fn mostly_distinct(array: &dyn Array) -> bool {
         return false;
     }
     let distinct = match array.data_type() {
-        DataType::Utf8 => array
-            .as_string::<i32>()
-            .iter()
-            .collect::<HashSet<_>>()
-            .len(),
-        DataType::LargeUtf8 => array
-            .as_string::<i64>()
-            .iter()
-            .collect::<HashSet<_>>()
-            .len(),
-        DataType::Utf8View => array.as_string_view().iter().collect::<HashSet<_>>().len(),
-        DataType::Binary => array
-            .as_binary::<i32>()
-            .iter()
-            .collect::<HashSet<_>>()
-            .len(),
-        DataType::LargeBinary => array
-            .as_binary::<i64>()
-            .iter()
-            .collect::<HashSet<_>>()
-            .len(),
+        DataType::Utf8 => count(array.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => count(array.as_string::<i64>().iter()),
+        DataType::Utf8View => count(array.as_string_view().iter()),
+        DataType::Binary => count(array.as_binary::<i32>().iter()),
+        DataType::LargeBinary => count(array.as_binary::<i64>().iter()),
         ty => match ty.primitive_width() {
             // Fixed-width values compare by their bytes (null slots included: they are few
             // or they make the column repetitive, and either way the verdict holds).
@@ -65,13 +50,17 @@ fn mostly_distinct(array: &dyn Array) -> bool {
                 let data = array.to_data();
                 let start = data.offset() * width;
                 let values = &data.buffers()[0].as_slice()[start..start + rows * width];
-                values.chunks_exact(width).collect::<HashSet<_>>().len()
+                count(values.chunks_exact(width))
             }
             // Booleans, dictionaries and nested types keep the default.
             _ => return false,
         },
     };
     distinct as f64 > DISTINCT_SHARE * rows as f64
+}
+
+fn count<T: Hash + Eq>(values: impl Iterator<Item = T>) -> usize {
+    values.collect::<HashSet<T>>().len()
 }
 
 #[cfg(test)]
