@@ -42,27 +42,34 @@ fn main() {
     write_parquet(&batches, &parquet);
 
     // Wasm: one session (instance) for the whole stream, IPC in and out of every batch.
-    let mut rows_out = 0;
-    let wasm = median_time(RUNS, || {
+    let wasm_run = || {
         let mut session = plugin
             .transform_session("{}", StepPolicy::default())
             .unwrap();
-        rows_out = batches
+        batches
             .iter()
             .map(|b| session.transform(b).unwrap().num_rows())
-            .sum::<usize>();
-    });
-    let native = median_time(RUNS, || {
-        let out: usize = batches
+            .sum::<usize>()
+    };
+    let native_run = || {
+        batches
             .iter()
             .map(|b| {
                 orders_transform::transform_orders(b, Default::default())
                     .unwrap()
                     .num_rows()
             })
-            .sum();
-        assert_eq!(out, rows_out, "native and Wasm disagree");
-    });
+            .sum::<usize>()
+    };
+    let rows_out = wasm_run();
+    assert_eq!(native_run(), rows_out, "native and Wasm disagree");
+    // Runs alternate, so that a shared machine's drift weighs on both sides alike.
+    let (mut wasm, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        wasm.push(time(|| assert_eq!(wasm_run(), rows_out)));
+        native.push(time(|| assert_eq!(native_run(), rows_out)));
+    }
+    let (wasm, native) = (median(wasm), median(native));
 
     // Instantiation from InstancePre into a fresh store.
     let policy = StepPolicy::default();
@@ -105,7 +112,7 @@ fn main() {
     let rate = |t: Duration| rows_per_sec(rows, t);
     let mut table = format!(
         "## Transform: `orders-transform` (seed's `transform_orders`)\n\n\
-         {rows} rows in {BATCH}-row batches, median of {RUNS} runs, input in memory (read not timed); \
+         {rows} rows in {BATCH}-row batches, median of {RUNS} runs (Wasm and native alternating), input in memory (read not timed); \
          {rows_out} rows out. Machine: {}. Reproduce: `cargo bench --bench transform`.\n\n\
          | implementation | median time | rows/s | Weir Wasm's throughput vs this |\n|---|---:|---:|---:|\n",
         machine()

@@ -136,13 +136,17 @@ pub fn write_parquet(batches: &[RecordBatch], path: &Path) {
 
 /// Median of `runs` timings of `f`.
 pub fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .collect();
+    median((0..runs).map(|_| time(&mut f)).collect())
+}
+
+/// How long one call of `f` takes.
+pub fn time(f: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    f();
+    started.elapsed()
+}
+
+pub fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
