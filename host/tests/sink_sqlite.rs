@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrow::array::UInt64Array;
@@ -16,6 +16,16 @@ use sqlx::sqlite::SqliteConnectOptions;
 use weir::load::{LoadMode, Sink, SqliteSink};
 
 use common::sinks::*;
+
+/// A warehouse in which the user made the `orders` table with `ddl` (columns and
+/// constraints the sink knows nothing of), and an append sink into it.
+async fn users_orders_table(ddl: &str) -> (tempfile::TempDir, PathBuf, SqliteSink) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    query::<(i64,)>(&db, ddl).await;
+    let sink = sqlite(&db, "orders", LoadMode::Append).await;
+    (dir, db, sink)
+}
 
 async fn orders_table(db: &Path) -> Vec<(i64, String, f64)> {
     query(
@@ -291,14 +301,9 @@ async fn sqlite_hostile_names_are_quoted_and_hostile_values_are_data() {
 
 #[tokio::test]
 async fn sqlite_existing_table_with_other_columns_is_a_permanent_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("w.db");
-    query::<(i64,)>(
-        &db,
-        "CREATE TABLE orders (order_id INTEGER, month TEXT, discount REAL)",
-    )
-    .await;
-    let sink = sqlite(&db, "orders", LoadMode::Append).await;
+    let (_dir, _db, sink) =
+        users_orders_table("CREATE TABLE orders (order_id INTEGER, month TEXT, discount REAL)")
+            .await;
     let err = load(&sink, "l1", &[orders(&[(1, "2024-01", 1.0)])])
         .await
         .unwrap_err();
@@ -345,15 +350,7 @@ async fn sqlite_busy_database_is_a_transient_error() {
 
 #[tokio::test]
 async fn sqlite_a_row_the_table_refuses_is_named_and_nothing_of_the_load_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("w.db");
-    // The user's own table, with a constraint the sink knows nothing of.
-    query::<(i64,)>(
-        &db,
-        "CREATE TABLE orders (order_id INTEGER UNIQUE, month TEXT, amount REAL CHECK (amount < 100))",
-    )
-    .await;
-    let sink = sqlite(&db, "orders", LoadMode::Append).await;
+    let (_dir, db, sink) = users_orders_table("CREATE TABLE orders (order_id INTEGER UNIQUE, month TEXT, amount REAL CHECK (amount < 100))").await;
     let first = orders(&[(1, "2024-01", 1.0), (2, "2024-01", 2.0)]);
     let second = orders(&[
         (3, "2024-02", 3.0),
@@ -387,14 +384,10 @@ async fn sqlite_a_row_the_table_refuses_is_named_and_nothing_of_the_load_stays()
 
 #[tokio::test]
 async fn sqlite_rows_go_in_many_per_statement_and_a_refused_one_is_still_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("w.db");
-    query::<(i64,)>(
-        &db,
+    let (_dir, db, sink) = users_orders_table(
         "CREATE TABLE orders (order_id INTEGER UNIQUE, month TEXT, amount REAL)",
     )
     .await;
-    let sink = sqlite(&db, "orders", LoadMode::Append).await;
     // 200 rows: three full statements of many rows and single rows after them; every
     // value distinct, so a value bound to the wrong row or column shows.
     let months: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
