@@ -61,6 +61,30 @@ pub enum Relation {
     Query(String),
 }
 
+impl Relation {
+    /// How a source's name shows it: `table orders`, or `query`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Relation::Table(table) => format!("table {table}"),
+            Relation::Query(_) => "query".to_string(),
+        }
+    }
+
+    /// The SQL that selects every row: the table's, or the query itself (without a trailing
+    /// `;`, so that it can be wrapped in a subquery or a view).
+    pub(crate) fn select_sql(&self) -> String {
+        match self {
+            Relation::Table(table) => {
+                format!(
+                    "SELECT * FROM {}",
+                    crate::load::postgres::quote_qualified(table)
+                )
+            }
+            Relation::Query(query) => query.trim().trim_end_matches(';').to_string(),
+        }
+    }
+}
+
 /// The ` WHERE … ORDER BY …` that selects `range` on the cursor expression `column`, with
 /// the placeholder for the n-th (1-based) bound value, and the values to bind, in order.
 pub(crate) fn cursor_clause(

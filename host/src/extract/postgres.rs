@@ -36,10 +36,10 @@ use sqlx::{AssertSqlSafe, Row};
 
 use self::decode::{Column, ColumnKind, RowDecoder};
 use super::{
-    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, cursor_clause, null_cursors,
-    produced, send_rows,
+    BatchStream, CursorRange, ExtractError, Part, QuerySpec, cursor_clause, null_cursors, produced,
+    send_rows,
 };
-use crate::load::postgres::{quote, quote_qualified};
+use crate::load::postgres::quote;
 
 pub struct PostgresSource {
     pool: PgPool,
@@ -56,10 +56,7 @@ impl PostgresSource {
             pattern: "source.url".into(),
             message,
         })?;
-        let what = match &spec.relation {
-            Relation::Table(table) => format!("table {table}"),
-            Relation::Query(_) => "query".to_string(),
-        };
+        let what = spec.relation.describe();
         Ok(PostgresSource {
             pool: PgPoolOptions::new()
                 .max_connections(2)
@@ -68,13 +65,6 @@ impl PostgresSource {
             spec,
             name: format!("postgres {server} {what}"),
         })
-    }
-
-    fn relation_sql(&self) -> String {
-        match &self.spec.relation {
-            Relation::Table(table) => format!("SELECT * FROM {}", quote_qualified(table)),
-            Relation::Query(query) => query.trim().trim_end_matches(';').to_string(),
-        }
     }
 
     fn error(&self, action: &str, error: sqlx::Error) -> ExtractError {
@@ -93,7 +83,10 @@ impl PostgresSource {
             .begin()
             .await
             .map_err(|e| self.error("connecting", e))?;
-        let view = format!("CREATE TEMP VIEW weir_probe AS {}", self.relation_sql());
+        let view = format!(
+            "CREATE TEMP VIEW weir_probe AS {}",
+            self.spec.relation.select_sql()
+        );
         sqlx::query(AssertSqlSafe(view))
             .execute(&mut *tx)
             .await
@@ -178,7 +171,7 @@ impl super::Source for PostgresSource {
         let c = format!("s.{}", quote(&cursor.name));
         let mut sql = format!(
             "SELECT max({c})::text, count(*) FILTER (WHERE {c} IS NULL) FROM ({}) AS s",
-            self.relation_sql()
+            self.spec.relation.select_sql()
         );
         if after.is_some() {
             sql += &format!(
@@ -214,7 +207,7 @@ impl super::Source for PostgresSource {
         let mut sql = format!(
             "SELECT {} FROM ({}) AS s",
             select.join(", "),
-            self.relation_sql()
+            self.spec.relation.select_sql()
         );
         let mut binds = Vec::new();
         if let Some(cursor) = cursor {

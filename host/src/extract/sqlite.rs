@@ -22,10 +22,10 @@ use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo
 
 use super::file::with_provenance;
 use super::{
-    BatchStream, CursorRange, ExtractError, Part, QuerySpec, Relation, RowBatcher, cursor_clause,
+    BatchStream, CursorRange, ExtractError, Part, QuerySpec, RowBatcher, cursor_clause,
     null_cursors, produced, send_rows,
 };
-use crate::load::postgres::{quote, quote_qualified};
+use crate::load::postgres::quote;
 
 pub struct SqliteSource {
     pool: SqlitePool,
@@ -83,10 +83,7 @@ impl Kind {
 impl SqliteSource {
     /// The database file `path` (which must exist), opened read-only; nothing is read yet.
     pub fn new(path: &Path, written: &str, spec: QuerySpec) -> Result<SqliteSource, ExtractError> {
-        let what = match &spec.relation {
-            Relation::Table(table) => format!("table {table}"),
-            Relation::Query(_) => "query".to_string(),
-        };
+        let what = spec.relation.describe();
         let name = format!("sqlite {written} {what}");
         if !path.is_file() {
             return Err(ExtractError::Read {
@@ -104,13 +101,6 @@ impl SqliteSource {
         })
     }
 
-    fn relation_sql(&self) -> String {
-        match &self.spec.relation {
-            Relation::Table(table) => format!("SELECT * FROM {}", quote_qualified(table)),
-            Relation::Query(query) => query.trim().trim_end_matches(';').to_string(),
-        }
-    }
-
     fn error(&self, action: &str, error: sqlx::Error) -> ExtractError {
         ExtractError::Database {
             source_name: self.name.clone(),
@@ -121,7 +111,7 @@ impl SqliteSource {
 
     /// Column names and kinds, from the prepared statement's declared types.
     async fn columns(&self) -> Result<Vec<(String, Kind)>, ExtractError> {
-        let sql = self.relation_sql();
+        let sql = self.spec.relation.select_sql();
         let statement = self
             .pool
             .prepare(AssertSqlSafe(sql).into_sql_str())
@@ -179,7 +169,7 @@ impl super::Source for SqliteSource {
         let c = format!("s.{}", quote(cursor));
         let mut sql = format!(
             "SELECT CAST(max({c}) AS TEXT), count(*) - count({c}) FROM ({}) AS s",
-            self.relation_sql()
+            self.spec.relation.select_sql()
         );
         if after.is_some() {
             sql += &format!(" WHERE {c} > ? OR {c} IS NULL");
@@ -203,7 +193,7 @@ impl super::Source for SqliteSource {
 
     async fn read(&self, part: &Part, range: &CursorRange) -> Result<BatchStream, ExtractError> {
         let columns = self.columns().await?;
-        let mut sql = format!("SELECT * FROM ({}) AS s", self.relation_sql());
+        let mut sql = format!("SELECT * FROM ({}) AS s", self.spec.relation.select_sql());
         let mut binds = Vec::new();
         if let Some(cursor) = &self.spec.cursor {
             let c = format!("s.{}", quote(cursor));
