@@ -74,6 +74,8 @@ pub enum Outcome {
     Success,
     Quarantined,
     ValidationFailed,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
 }
 
 impl Outcome {
@@ -86,6 +88,8 @@ impl Outcome {
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_VALIDATION_FAILED: u8 = 2;
 pub const EXIT_QUARANTINED: u8 = 3;
+/// 128 + SIGINT, as shells report a process a Ctrl-C ended.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -103,6 +107,7 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::ValidationFailed) => ExitCode::from(EXIT_VALIDATION_FAILED),
         Ok(Outcome::Quarantined) => ExitCode::from(EXIT_QUARANTINED),
+        Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)

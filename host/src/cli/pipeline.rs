@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use futures::FutureExt;
 
 use super::Outcome;
 use crate::config;
@@ -48,20 +49,24 @@ pub fn run(files: &[PathBuf], quiet: bool) -> anyhow::Result<Outcome> {
         states.insert(dir, state.clone());
         runs.push((file.clone(), loaded, plan, state));
     }
+    let interrupt = first_signal().boxed().shared();
     let mut outcomes = Vec::new();
     if runs.len() == 1 {
         // One pipeline runs on this thread, as before there were several: its plugin calls
         // and batches stay on one thread (and one allocator arena), which keeps its memory
         // within the bound the memory test holds it to.
         let (file, loaded, mut plan, state) = runs.pop().expect("one run");
-        let result = tokio.block_on(engine::run(&mut plan, &state, RunOptions { quiet }));
+        let options = RunOptions { quiet };
+        let result = tokio.block_on(engine::run(&mut plan, &state, options, interrupt));
         outcomes.push(report(&file, &loaded, result));
     } else {
         let handles: Vec<_> = runs
             .into_iter()
             .map(|(file, loaded, mut plan, state)| {
+                let interrupt = interrupt.clone();
                 tokio.spawn(async move {
-                    let result = engine::run(&mut plan, &state, RunOptions { quiet }).await;
+                    let options = RunOptions { quiet };
+                    let result = engine::run(&mut plan, &state, options, interrupt).await;
                     (file, loaded, result)
                 })
             })
@@ -82,6 +87,33 @@ pub fn run(files: &[PathBuf], quiet: bool) -> anyhow::Result<Outcome> {
         eprintln!("error: {error:#}");
     }
     anyhow::bail!("{failed} of {} pipelines failed", files.len())
+}
+
+/// The first SIGINT or SIGTERM, by name. The handlers are installed when this is first
+/// polled (before a run starts); from then on a second signal ends the process at once, which
+/// the crash guarantees make as safe as the graceful stop, only without the run record.
+async fn first_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // No handlers: the signals keep their default, ending the process.
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    eprintln!("weir: {name}: stopping the run (again to quit at once)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(i32::from(super::EXIT_INTERRUPTED));
+    });
+    name
 }
 
 /// Print a finished run's summary; its outcome, or its error (secrets masked).
@@ -106,6 +138,10 @@ fn report(
         Err(e @ RunError::Validation(_)) => {
             eprintln!("error: {}", loaded.redact(&e.to_string()));
             Ok(Outcome::ValidationFailed)
+        }
+        Err(e @ RunError::Interrupted(_)) => {
+            eprintln!("error: pipeline {}: {e}", file.display());
+            Ok(Outcome::Interrupted)
         }
         Err(e) => Err(e).with_context(|| format!("pipeline {}", file.display())),
     };

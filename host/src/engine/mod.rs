@@ -57,6 +57,13 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("validation failed; nothing was loaded and the watermark is unchanged\n{0}")]
     Validation(String),
+    /// The run was stopped from outside (the signal's name). Wherever it stopped, the crash
+    /// guarantees hold: uncommitted loads roll back, and a recorded pending load is replayed.
+    #[error(
+        "interrupted by {0}: the run stopped unfinished; no sink holds part of a load, and the \
+         next run loads what this one did not (rows already committed are not loaded again)"
+    )]
+    Interrupted(&'static str),
 }
 
 impl Transient for RunError {
@@ -77,11 +84,14 @@ pub struct RunOptions {
 }
 
 /// Run the pipeline to completion (retrying transient failures per its retry policy), with
-/// its state in `state` (the database in `plan.state_dir`).
+/// its state in `state` (the database in `plan.state_dir`), or until `interrupt` resolves
+/// (to the name of what stopped it): then the run is dropped at its next await, exactly as
+/// if the process had died there, and recorded as interrupted.
 pub async fn run(
     plan: &mut Plan,
     state: &SledState,
     options: RunOptions,
+    interrupt: impl Future<Output = &'static str>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let started_at = now();
@@ -102,14 +112,21 @@ pub async fn run(
             None => (None, plan.retry),
         }
     };
-    let result = retry_by_step(&what, policy_of, |_| attempt(plan, state, options)).await;
+    let attempts = retry_by_step(&what, policy_of, |_| attempt(plan, state, options));
+    // `biased`: the interrupt is looked at first each time the run wakes, so a signal stops
+    // the run at its next await even when the run is never idle.
+    let result = tokio::select! {
+        biased;
+        signal = interrupt => Err(RunError::Interrupted(signal)),
+        result = attempts => result,
+    };
     match result {
         Ok(summary) => Ok(summary.finished(started)),
         Err(error) => {
-            let status = if matches!(error, RunError::Validation(_)) {
-                RunStatus::ValidationFailed
-            } else {
-                RunStatus::Failed
+            let status = match error {
+                RunError::Validation(_) => RunStatus::ValidationFailed,
+                RunError::Interrupted(_) => RunStatus::Interrupted,
+                _ => RunStatus::Failed,
             };
             let record = RunRecord {
                 run_id: run_id(),

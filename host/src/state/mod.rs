@@ -53,6 +53,8 @@ pub enum RunStatus {
     NothingNew,
     ValidationFailed,
     Failed,
+    /// Stopped by SIGINT or SIGTERM before it finished.
+    Interrupted,
 }
 
 /// One run of a pipeline, as kept in its history.

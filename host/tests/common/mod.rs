@@ -145,8 +145,9 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Run the pipeline held for a while at `pause` (`<point>@<n>`); once it is held, `fault`.
-pub fn run_paused(pipeline: &Path, pause: &str, fault: impl FnOnce()) -> (Output, Duration) {
+/// Run the pipeline held for a while at `pause` (`<point>@<n>`); once it is held, `fault`
+/// (given the process id of the run).
+pub fn run_paused(pipeline: &Path, pause: &str, fault: impl FnOnce(u32)) -> (Output, Duration) {
     let started = Instant::now();
     let mut child = host()
         .args(["run", "--quiet"])
@@ -170,7 +171,7 @@ pub fn run_paused(pipeline: &Path, pause: &str, fault: impl FnOnce()) -> (Output
             break;
         }
     }
-    fault();
+    fault(child.id());
     let rest = std::thread::spawn(move || {
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
