@@ -89,9 +89,10 @@ pub fn run(files: &[PathBuf], quiet: bool) -> anyhow::Result<Outcome> {
     anyhow::bail!("{failed} of {} pipelines failed", files.len())
 }
 
-/// The first SIGINT or SIGTERM, by name. The handlers are installed when this is first
-/// polled (before a run starts); from then on a second signal ends the process at once, which
-/// the crash guarantees make as safe as the graceful stop, only without the run record.
+/// The first SIGINT or SIGTERM, by name (the run reports it as it stops, within
+/// milliseconds). The handlers are installed when this is first polled, before a run starts;
+/// from then on a second signal ends the process at once, which the crash guarantees make as
+/// safe as the graceful stop, only without the run record.
 async fn first_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
@@ -105,7 +106,6 @@ async fn first_signal() -> &'static str {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     };
-    eprintln!("weir: {name}: stopping the run (again to quit at once)");
     tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {}

@@ -1,8 +1,9 @@
 //! What a run shows while it works: a progress bar on a terminal, plain log lines otherwise.
 
+use std::fmt;
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -14,10 +15,12 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {prefix} {msg} {human_pos} rows ({per_sec})",
-                )
-                .expect("valid template"),
+                ProgressStyle::with_template("{spinner} {prefix} {msg} {human_pos} rows ({rate})")
+                    .expect("valid template")
+                    // indicatif's own `{per_sec}` prints four decimals of a row count.
+                    .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                        let _ = w.write_str(&rows_per_sec(state.per_sec()));
+                    }),
             );
             bar.set_prefix(pipeline.to_string());
             bar
@@ -43,5 +46,25 @@ impl Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+fn rows_per_sec(rate: f64) -> String {
+    format!("{} rows/s", HumanCount(rate.round() as u64))
+}
+
+/// A run that stops early (an error, an interrupt) clears its bar before its error is printed.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_rate_is_whole_rows_per_second() {
+        assert_eq!(super::rows_per_sec(1_209_499.808_7), "1,209,500 rows/s");
+        assert_eq!(super::rows_per_sec(0.4), "0 rows/s");
     }
 }
