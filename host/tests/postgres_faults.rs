@@ -107,7 +107,7 @@ fn the_source_restarting_mid_extract_is_retried_and_every_row_lands_once() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path(), &pg, 5, 5);
-    let (out, took) = common::run_paused(&pipeline, "extract@5", |_| pg.restart());
+    let (out, took) = common::run_paused(&[&pipeline], "extract@5", |_| pg.restart());
     assert!(out.status.success(), "{}", stderr(&out));
     // The restart reaches whichever of the two is talking to the server first.
     let error = stderr(&out);
@@ -141,7 +141,7 @@ fn the_sink_connection_cut_mid_copy_is_retried_and_every_row_lands_once() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path(), &pg, 1, 5);
-    let (out, took) = common::run_paused(&pipeline, "sink_write@10", |_| {
+    let (out, took) = common::run_paused(&[&pipeline], "sink_write@10", |_| {
         pg.execute(
             "postgres",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -167,7 +167,7 @@ fn a_cut_past_the_retry_policy_fails_clearly_with_nothing_partial() {
     let pg = server();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path(), &pg, 5, 1);
-    let (out, _) = common::run_paused(&pipeline, "sink_write@10", |_| {
+    let (out, _) = common::run_paused(&[&pipeline], "sink_write@10", |_| {
         pg.execute(
             "postgres",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \

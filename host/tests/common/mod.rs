@@ -145,13 +145,13 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Run the pipeline held for a while at `pause` (`<point>@<n>`); once it is held, `fault`
-/// (given the process id of the run).
-pub fn run_paused(pipeline: &Path, pause: &str, fault: impl FnOnce(u32)) -> (Output, Duration) {
+/// Run the pipelines (in one `host run`) held for a while at `pause` (`<point>@<n>`); once
+/// one is held, `fault` (given the process id of the run).
+pub fn run_paused(pipelines: &[&Path], pause: &str, fault: impl FnOnce(u32)) -> (Output, Duration) {
     let started = Instant::now();
     let mut child = host()
         .args(["run", "--quiet"])
-        .arg(pipeline)
+        .args(pipelines)
         .env("WEIR_FAULT_PAUSE", format!("{pause}:1500"))
         .env("WEIR_LOG", "warn")
         .stdout(Stdio::piped())
