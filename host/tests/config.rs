@@ -202,7 +202,7 @@ colour = "blue"
     assert_eq!(
         error_of(toml),
         "TMP/pipelines/orders.toml:9: sinks[0].colour: unknown key `colour`, expected one of \
-         `name`, `path`, `zone`, `partition_by`, `mode`, `keys`, `retry`"
+         `name`, `path`, `zone`, `partition_by`, `mode`, `keys`, `rows_per_file`, `retry`"
     );
 }
 
@@ -500,6 +500,10 @@ fn validation_rules_point_at_the_key() {
         (
             "[[sinks]]\nkind = \"parquet\"\nname = \"a\"\npath = \"a\"\nretry = { attempts = 0 }\n",
             "9: sinks[0].retry.attempts: must be at least 1 (it counts the first try)",
+        ),
+        (
+            "[[sinks]]\nkind = \"parquet\"\nname = \"a\"\npath = \"a\"\nrows_per_file = 0\n",
+            "9: sinks[0].rows_per_file: must be greater than 0",
         ),
     ];
     for (body, expected) in cases {

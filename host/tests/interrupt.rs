@@ -1,6 +1,6 @@
 //! `host run` stopped by SIGINT (Ctrl-C) or SIGTERM in the middle of a load: it stops with
-//! exit code 130, no sink holds any of the load, the history records the run as
-//! interrupted, and the next run loads every row exactly once. With several pipelines in
+//! exit code 130, no sink holds any of the load (nor its staged files), the history records
+//! the run as interrupted, and the next run loads every row exactly once. With several pipelines in
 //! one `host run`, the signal stops them all.
 
 mod common;
@@ -10,11 +10,15 @@ use std::path::PathBuf;
 use common::pipeline::*;
 use common::{stderr, stdout};
 
+/// Rows per Parquet file: small, so that finished files are staged from the first batch on.
+const ROWS_PER_FILE: usize = 20;
+
 /// A project of 1,000 orders (10 batches) into SQLite and Parquet, and its pipeline file.
 fn project() -> (Project, PathBuf) {
     let project = Project::new();
     project.write_data("a.csv", &orders(1, 1000, 0));
-    let pipeline = project.pipeline("quarantine", &format!("{SQLITE_APPEND}{PARQUET_BY_MONTH}"));
+    let parquet = format!("{PARQUET_BY_MONTH}rows_per_file = {ROWS_PER_FILE}\n");
+    let pipeline = project.pipeline("quarantine", &format!("{SQLITE_APPEND}{parquet}"));
     (project, pipeline)
 }
 
@@ -36,6 +40,12 @@ fn interrupt(pipelines: &[&std::path::Path], signal: libc::c_int, name: &str) {
 fn assert_stopped_cleanly_then_completed(project: &Project, pipeline: &std::path::Path) {
     assert!(sqlite_ids_or_empty(&project.path("warehouse.db")).is_empty());
     assert!(parquet_ids(&project.path("lake")).is_empty());
+    // The run stopped itself and aborted its loads: the staged Parquet files are gone too.
+    let staged = glob::glob(&format!(
+        "{}/_weir_staging/**/*",
+        project.path("lake").display()
+    ));
+    assert_eq!(staged.unwrap().count(), 0);
     let runs = project.host(&["runs", pipeline.to_str().unwrap()]);
     assert!(stdout(&runs).contains("Interrupted"), "{}", stdout(&runs));
 
@@ -49,6 +59,14 @@ fn assert_stopped_cleanly_then_completed(project: &Project, pipeline: &std::path
     );
     assert_eq!(sqlite_ids(&project.path("warehouse.db")), expected);
     assert_eq!(parquet_ids(&project.path("lake")), expected);
+    // `rows_per_file` capped every file (each one read back as one batch).
+    let files = parquet_rows(&project.path("lake"));
+    assert!(files.len() >= expected.len() / ROWS_PER_FILE);
+    assert!(
+        files
+            .iter()
+            .all(|(_, rows)| rows.num_rows() <= ROWS_PER_FILE)
+    );
 }
 
 #[test]

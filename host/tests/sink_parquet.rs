@@ -227,6 +227,29 @@ async fn parquet_many_partitions_are_written_a_bounded_number_at_a_time() {
 }
 
 #[tokio::test]
+async fn parquet_files_never_hold_more_than_rows_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let sink = parquet_sink(&root, LoadMode::Append).with_rows_per_file(2);
+    // One batch of five rows of one month: split over three files, not one of five.
+    let rows: Vec<(i64, &str, f64)> = (1..=5).map(|i| (i, "2024-01", i as f64)).collect();
+    assert_eq!(load(&sink, "l1", &[orders(&rows)]).await.unwrap(), Some(5));
+    let expected = BTreeMap::from([
+        ("_weir_loads/l1.json".to_string(), vec![]),
+        (
+            "month=2024-01/part-l1-0.parquet".into(),
+            vec![(1, 1.0), (2, 2.0)],
+        ),
+        (
+            "month=2024-01/part-l1-1.parquet".into(),
+            vec![(3, 3.0), (4, 4.0)],
+        ),
+        ("month=2024-01/part-l1-2.parquet".into(), vec![(5, 5.0)]),
+    ]);
+    assert_eq!(dataset(&root), expected);
+}
+
+#[tokio::test]
 async fn parquet_unpartitioned_load_counts_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("lake");

@@ -92,7 +92,7 @@ pub fn run(files: &[PathBuf], quiet: bool) -> anyhow::Result<Outcome> {
 /// The first SIGINT or SIGTERM, by name (the run reports it as it stops, within
 /// milliseconds). The handlers are installed when this is first polled, before a run starts;
 /// from then on a second signal ends the process at once, which the crash guarantees make as
-/// safe as the graceful stop, only without the run record.
+/// safe as the graceful stop, only without the run record and the clean-up of staged files.
 async fn first_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (

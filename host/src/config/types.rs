@@ -433,9 +433,16 @@ pub struct ParquetSink {
     /// The key columns of `merge`.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// Rows per file before a partition's next file starts.
+    #[serde(default = "default_rows_per_file")]
+    pub rows_per_file: u64,
     /// This step's own retry policy for the transient errors it raises (default: `[retry]`).
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+}
+
+fn default_rows_per_file() -> u64 {
+    crate::load::parquet::DEFAULT_ROWS_PER_FILE
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -16,11 +16,12 @@ mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use sha2::{Digest, Sha256};
 
 pub use summary::RunSummary;
@@ -83,15 +84,25 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
+/// What stops runs from outside (a signal): resolves to its name. Shared, so that every run
+/// of a process sees the one signal.
+pub type Interrupt = Shared<BoxFuture<'static, &'static str>>;
+
+/// How long an interrupted run may take to stop by itself (abort its loads) before it is
+/// dropped where it stands.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// Run the pipeline to completion (retrying transient failures per its retry policy), with
-/// its state in `state` (the database in `plan.state_dir`), or until `interrupt` resolves
-/// (to the name of what stopped it): then the run is dropped at its next await, exactly as
-/// if the process had died there, and recorded as interrupted.
+/// its state in `state` (the database in `plan.state_dir`), or until `interrupt` resolves.
+/// Then the run stops before its next batch and aborts its loads (SQL rolled back, staged
+/// objects deleted), unless it is already committing, which it finishes. A run that has not
+/// stopped [`STOP_GRACE`] later (a source that hangs, say) is dropped at its next await,
+/// exactly as if the process had died there, which the crash guarantees cover.
 pub async fn run(
     plan: &mut Plan,
     state: &SledState,
     options: RunOptions,
-    interrupt: impl Future<Output = &'static str>,
+    interrupt: Interrupt,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let started_at = now();
@@ -112,12 +123,17 @@ pub async fn run(
             None => (None, plan.retry),
         }
     };
-    let attempts = retry_by_step(&what, policy_of, |_| attempt(plan, state, options));
-    // `biased`: the interrupt is looked at first each time the run wakes, so a signal stops
-    // the run at its next await even when the run is never idle.
+    let attempts = retry_by_step(&what, policy_of, |_| {
+        attempt(plan, state, options, &interrupt)
+    });
+    let overdue = interrupt.clone().then(|signal| async move {
+        tokio::time::sleep(STOP_GRACE).await;
+        signal
+    });
+    // `biased`: polled first, the interrupt's handlers are installed before the run starts.
     let result = tokio::select! {
         biased;
-        signal = interrupt => Err(RunError::Interrupted(signal)),
+        signal = overdue => Err(RunError::Interrupted(signal)),
         result = attempts => result,
     };
     match result {
@@ -264,6 +280,7 @@ async fn attempt(
     plan: &Plan,
     state: &SledState,
     options: RunOptions,
+    interrupt: &Interrupt,
 ) -> Result<RunSummary, RunError> {
     let window = window(plan, state).await?;
     let mut summary = RunSummary::new(&plan.name, &window.load_id, window.watermark_before.clone());
@@ -334,6 +351,9 @@ async fn attempt(
             progress.file(&part.name);
             let mut batches = plan.source.read(part, &range).await?;
             while let Some(batch) = batches.next().await {
+                if let Some(signal) = interrupt.clone().now_or_never() {
+                    return Err(RunError::Interrupted(signal));
+                }
                 let mut batch = batch?;
                 if part.fingerprint.is_some() {
                     columns.check(&part.name, batch.schema_ref())?;

@@ -219,7 +219,8 @@ async fn open_sink(
                 s.partition_by.clone(),
                 mode,
             )
-            .map_err(error)?,
+            .map_err(error)?
+            .with_rows_per_file(s.rows_per_file),
         ),
     })
 }

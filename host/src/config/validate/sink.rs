@@ -49,6 +49,10 @@ pub(super) fn sinks(
                 if let Some(zone) = s.zone {
                     zone_configured(zone, project, &format!("{key}.zone"), at)?;
                 }
+                if s.rows_per_file == 0 {
+                    let message = "must be greater than 0";
+                    return Err(at.at_key(&format!("{key}.rows_per_file"), message));
+                }
                 (*s.mode.get_ref(), &s.partition_by, &s.keys)
             }
         };

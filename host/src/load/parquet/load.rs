@@ -64,6 +64,8 @@ impl ParquetLoad {
         }
     }
 
+    /// Writes a partition's rows to its open file (opening one if needed), split so that no
+    /// file holds more than `rows_per_file` rows.
     async fn write_partition(&mut self, dir: String, batch: RecordBatch) -> Result<(), LoadError> {
         let count = self.partitions.len();
         let index = *self.by_dir.entry(dir.clone()).or_insert(count);
@@ -75,47 +77,62 @@ impl ParquetLoad {
             });
         }
         self.tick += 1;
-        if self.partitions[index].open.is_none() {
-            let open = self.partitions.iter().enumerate();
-            let open = open.filter_map(|(i, p)| p.open.as_ref().map(|f| (f.last_used, i)));
-            let open: Vec<(u64, usize)> = open.collect();
-            if open.len() >= MAX_OPEN_FILES {
-                let (_, oldest) = *open.iter().min().expect("files are open");
-                self.finish_file(oldest).await?;
+        let mut rest = batch;
+        while rest.num_rows() > 0 {
+            if self.partitions[index].open.is_none() {
+                self.open_file(index, &rest).await?;
             }
-            let partition = &mut self.partitions[index];
-            let file = format!("part-{}-{}.parquet", self.load_id, partition.files);
-            partition.files += 1;
-            let name = match partition.dir.as_str() {
-                "" => file,
-                dir => format!("{dir}/{file}"),
-            };
-            let staged = self.io.staged(&self.load_id, &name)?;
-            // Files up to one part go up in a single PUT; larger ones as a multipart upload.
-            // (Under `WEIR_FAULT=upload_part…` the store counts the uploaded parts.)
-            let store = fault::watch_parts(self.io.store.clone());
-            let upload = BufWriter::with_capacity(store, staged, self.io.part_size)
-                .with_max_concurrency(self.io.upload_concurrency);
-            let props = Some(super::encoding::for_file(&self.props, &batch));
-            let schema = self.file_schema.clone();
-            let writer = AsyncArrowWriter::try_new(upload, schema, props);
-            let writer = writer.map_err(|e| self.parquet_err(e))?;
-            self.partitions[index].open = Some(OpenFile {
-                writer,
-                name,
-                rows: 0,
-                last_used: 0,
-            });
+            let file = self.partitions[index].open.as_mut().expect("opened above");
+            // A file is finished as soon as it is full, so an open one has room.
+            let room = usize::try_from(self.rows_per_file - file.rows).unwrap_or(usize::MAX);
+            let take = room.min(rest.num_rows());
+            let head = rest.slice(0, take);
+            rest = rest.slice(take, rest.num_rows() - take);
+            let written = file.writer.write(&head).await;
+            let sink = self.io.sink.clone();
+            written.map_err(|source| LoadError::Parquet { sink, source })?;
+            file.rows += take as u64;
+            file.last_used = self.tick;
+            if file.rows >= self.rows_per_file {
+                self.finish_file(index).await?;
+            }
         }
-        let file = self.partitions[index].open.as_mut().expect("opened above");
-        let written = file.writer.write(&batch).await;
-        let sink = self.io.sink.clone();
-        written.map_err(|source| LoadError::Parquet { sink, source })?;
-        file.rows += batch.num_rows() as u64;
-        file.last_used = self.tick;
-        if file.rows >= self.rows_per_file {
-            self.finish_file(index).await?;
+        Ok(())
+    }
+
+    /// Starts the partition's next staged file (finishing the least recently used open file
+    /// first if [`MAX_OPEN_FILES`] are open); `first` is the first batch it will hold.
+    async fn open_file(&mut self, index: usize, first: &RecordBatch) -> Result<(), LoadError> {
+        let open = self.partitions.iter().enumerate();
+        let open = open.filter_map(|(i, p)| p.open.as_ref().map(|f| (f.last_used, i)));
+        let open: Vec<(u64, usize)> = open.collect();
+        if open.len() >= MAX_OPEN_FILES {
+            let (_, oldest) = *open.iter().min().expect("files are open");
+            self.finish_file(oldest).await?;
         }
+        let partition = &mut self.partitions[index];
+        let file = format!("part-{}-{}.parquet", self.load_id, partition.files);
+        partition.files += 1;
+        let name = match partition.dir.as_str() {
+            "" => file,
+            dir => format!("{dir}/{file}"),
+        };
+        let staged = self.io.staged(&self.load_id, &name)?;
+        // Files up to one part go up in a single PUT; larger ones as a multipart upload.
+        // (Under `WEIR_FAULT=upload_part…` the store counts the uploaded parts.)
+        let store = fault::watch_parts(self.io.store.clone());
+        let upload = BufWriter::with_capacity(store, staged, self.io.part_size)
+            .with_max_concurrency(self.io.upload_concurrency);
+        let props = Some(super::encoding::for_file(&self.props, first));
+        let schema = self.file_schema.clone();
+        let writer = AsyncArrowWriter::try_new(upload, schema, props);
+        let writer = writer.map_err(|e| self.parquet_err(e))?;
+        self.partitions[index].open = Some(OpenFile {
+            writer,
+            name,
+            rows: 0,
+            last_used: 0,
+        });
         Ok(())
     }
 

@@ -38,7 +38,7 @@ mod load;
 use dataset::Dataset;
 use load::ParquetLoad;
 
-/// Rows per file before the next file of the partition starts.
+/// Rows a file holds at most (`rows_per_file`); a batch that would overflow a file is split.
 pub const DEFAULT_ROWS_PER_FILE: u64 = 1_000_000;
 /// Files written at once; past this the least recently used one is finished (each open
 /// file holds a row group and an upload buffer in memory).
