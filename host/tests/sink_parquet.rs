@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use weir::load::{LoadMode, ParquetSink, Sink};
@@ -247,6 +248,51 @@ async fn parquet_files_never_hold_more_than_rows_per_file() {
         ("month=2024-01/part-l1-2.parquet".into(), vec![(5, 5.0)]),
     ]);
     assert_eq!(dataset(&root), expected);
+}
+
+#[tokio::test]
+async fn a_load_deletes_staged_files_that_other_loads_abandoned_a_day_ago() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let staging = root.join("_weir_staging");
+    let stage = |load: &str, file: &str, age_hours: u64| {
+        let path = staging.join(load).join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"staged").unwrap();
+        let when = std::time::SystemTime::now() - Duration::from_secs(age_hours * 3600);
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(when).unwrap();
+    };
+    stage("abandoned", "month=2024-01/part-abandoned-0.parquet", 25);
+    stage("committing", "month=2024-01/part-committing-0.parquet", 25);
+    stage("committing", "_commit.json", 25);
+    stage("running", "month=2024-01/part-running-0.parquet", 1);
+
+    let sink = parquet_sink(&root, LoadMode::Append);
+    let batch = orders(&[(1, "2024-01", 1.0)]);
+    assert_eq!(load(&sink, "l1", &[batch]).await.unwrap(), Some(1));
+    // Gone: the day-old load that never began its commit. Kept: one whose replay needs its
+    // intent, and one that may still be running.
+    assert!(!staging.join("abandoned").exists());
+    assert!(staging.join("committing/_commit.json").exists());
+    assert!(
+        staging
+            .join("committing/month=2024-01/part-committing-0.parquet")
+            .exists()
+    );
+    assert!(
+        staging
+            .join("running/month=2024-01/part-running-0.parquet")
+            .exists()
+    );
+    assert_eq!(
+        dataset(&root)
+            .keys()
+            .filter(|k| !k.starts_with("_weir_staging"))
+            .count(),
+        2,
+        "the load's own file and marker"
+    );
 }
 
 #[tokio::test]

@@ -8,12 +8,16 @@ use std::sync::Arc;
 
 use arrow::array::Array;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{NULL_PARTITION, STAGING};
+use super::{INTENT, NULL_PARTITION, STAGING};
 use crate::load::LoadError;
+
+/// How long another load's staged files must have gone untouched before a load deletes them.
+const ABANDONED_AFTER: TimeDelta = TimeDelta::hours(24);
 
 /// The store and the sink's name for errors. Unlike a load (whose writers are not `Sync`),
 /// it can be borrowed across awaits.
@@ -79,6 +83,43 @@ impl Dataset {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(&format!("deleting {path}"), e)),
         }
+    }
+
+    /// Deletes the staged files of other loads that were dropped before their commit began
+    /// (no commit intent) and that nothing has touched for [`ABANDONED_AFTER`]: a load a crash
+    /// stopped, whose replay never came because the next load read something else (new
+    /// files; a source without fingerprints). A replay would rewrite them anyway. A load
+    /// with an intent keeps its staging area: its replay needs the intent.
+    pub(super) async fn delete_abandoned_staging(&self, this_load: &str) -> Result<(), LoadError> {
+        let listed = self.store.list(Some(&Path::from(STAGING)));
+        let listed = listed.try_collect::<Vec<_>>().await;
+        let listed = listed.map_err(|e| self.err("listing the staging area", e))?;
+        // Per load: its newest object, and whether it holds a commit intent.
+        let mut loads: HashMap<String, (DateTime<Utc>, bool)> = HashMap::new();
+        for object in &listed {
+            let Some(load_id) = object.location.parts().nth(1) else {
+                continue;
+            };
+            let load = loads
+                .entry(load_id.as_ref().to_string())
+                .or_insert((object.last_modified, false));
+            load.0 = load.0.max(object.last_modified);
+            load.1 |= object.location.filename() == Some(INTENT);
+        }
+        let cutoff = Utc::now() - ABANDONED_AFTER;
+        for (load_id, (newest, intent)) in loads {
+            if load_id != this_load && !intent && newest < cutoff {
+                tracing::info!(
+                    sink = self.sink,
+                    load_id,
+                    "deleting an abandoned load's staged files"
+                );
+                self.delete_prefix(&Path::from_iter([STAGING, &load_id]), None)
+                    .await?;
+                self.remove_staging_dir(&load_id).await;
+            }
+        }
+        Ok(())
     }
 
     /// Removes a load's staging directory from a local dataset: the moves leave it empty

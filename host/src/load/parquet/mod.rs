@@ -16,6 +16,10 @@
 //! interrupted between copy and delete leaves the staged copy, which the replay rewrites and
 //! then deletes. The marker is written with put-if-absent: a committed load's marker is never
 //! rewritten, and of two attempts committing the same load only one writes it.
+//!
+//! A load dropped before its commit began (a crash) leaves its staged files; its replay
+//! rewrites them. When no replay comes (the next load read something else), a later load
+//! deletes them once they are a day old, unless they hold a commit intent.
 
 use std::collections::HashMap;
 use std::path::Path as FsPath;
@@ -188,6 +192,7 @@ impl Sink for ParquetSink {
         // Staged files of an earlier attempt are rewritten: start from an empty staging area.
         let staging = staging_path(&load.load_id);
         self.io.delete_prefix(&staging, Some(&intent)).await?;
+        self.io.delete_abandoned_staging(&load.load_id).await?;
         let props = WriterProperties::builder().set_compression(Compression::SNAPPY);
         let props = props.set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         Ok(Some(Box::new(ParquetLoad {
@@ -215,10 +220,13 @@ fn marker_path(load_id: &str) -> Path {
     Path::from_iter(["_weir_loads", &format!("{load_id}.json")])
 }
 
+/// The commit intent's file name in a load's staging area.
+const INTENT: &str = "_commit.json";
+
 fn staging_path(load_id: &str) -> Path {
     Path::from_iter([STAGING, load_id])
 }
 
 fn intent_path(load_id: &str) -> Path {
-    Path::from_iter([STAGING, load_id, "_commit.json"])
+    Path::from_iter([STAGING, load_id, INTENT])
 }
