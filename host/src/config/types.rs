@@ -433,7 +433,7 @@ pub struct ParquetSink {
     /// The key columns of `merge`.
     #[serde(default)]
     pub keys: Vec<String>,
-    /// Rows per file before a partition's next file starts.
+    /// Rows a file holds at most (a batch that would overflow one is split).
     #[serde(default = "default_rows_per_file")]
     pub rows_per_file: u64,
     /// This step's own retry policy for the transient errors it raises (default: `[retry]`).

@@ -58,8 +58,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("validation failed; nothing was loaded and the watermark is unchanged\n{0}")]
     Validation(String),
-    /// The run was stopped from outside (the signal's name). Wherever it stopped, the crash
-    /// guarantees hold: uncommitted loads roll back, and a recorded pending load is replayed.
+    /// The run was stopped from outside (the signal's name): its loads aborted, or, when it
+    /// did not stop in time, dropped where it stood, which the crash guarantees cover.
     #[error(
         "interrupted by {0}: the run stopped unfinished; no sink holds part of a load, and the \
          next run loads what this one did not (rows already committed are not loaded again)"
