@@ -10,13 +10,20 @@ use arrow::error::ArrowError;
 use arrow::ipc::reader::{StreamDecoder, StreamReader};
 use arrow::ipc::writer::StreamWriter;
 
+#[cfg(test)]
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
-    let mut writer = StreamWriter::try_new(&mut out, batch.schema_ref())?;
-    writer.write(batch)?;
-    writer.finish()?;
-    drop(writer);
+    encode_batch_into(batch, &mut out)?;
     Ok(out)
+}
+
+/// Encode into `out`, replacing what it held. A session passes the same buffer for every
+/// batch: a fresh multi-MiB buffer per batch cost a page fault per 4 KiB page each time.
+pub fn encode_batch_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), ArrowError> {
+    out.clear();
+    let mut writer = StreamWriter::try_new(out, batch.schema_ref())?;
+    writer.write(batch)?;
+    writer.finish()
 }
 
 pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, ArrowError> {

@@ -66,6 +66,8 @@ struct Session<W> {
     policy: StepPolicy,
     tenant: Option<TenantRun>,
     live: Option<Live<W>>,
+    /// The IPC buffer every batch is encoded into on its way in, reused across batches.
+    input: Vec<u8>,
 }
 
 impl<W: World> Session<W> {
@@ -76,7 +78,24 @@ impl<W: World> Session<W> {
             policy,
             tenant: None,
             live: None,
+            input: Vec::new(),
         }
+    }
+
+    /// Encode `batch` as the call's input and run one guest call with it (see [`Self::call`]).
+    fn call_with<R>(
+        &mut self,
+        number: u64,
+        batch: &RecordBatch,
+        f: impl FnOnce(&W, &mut Store<StoreState>, &[u8]) -> CallResult<R>,
+    ) -> Result<R, PluginError> {
+        let mut input = std::mem::take(&mut self.input);
+        let result = match ipc::encode_batch_into(batch, &mut input) {
+            Ok(()) => self.call(Some(number), |guest, store| f(guest, store, &input)),
+            Err(e) => Err(self.plugin.error(Some(number), Cause::Input(e.to_string()))),
+        };
+        self.input = input;
+        result
     }
 
     /// Run one guest call (instantiation included) through the tenant's gate, if any, under
@@ -265,9 +284,8 @@ impl TransformSession {
         let plugin = self.session.plugin.clone();
         let fail = |cause| plugin.error(Some(number), cause);
 
-        let bytes = ipc::encode_batch(batch).map_err(|e| fail(Cause::Input(e.to_string())))?;
-        let out = self.session.call(Some(number), |g, s| {
-            g.weir_plugin_transform().call_transform(s, &bytes)
+        let out = self.session.call_with(number, batch, |g, s, input| {
+            g.weir_plugin_transform().call_transform(s, input)
         })?;
         let output = ipc::decode_batch(out).map_err(|e| fail(Cause::BadOutput(e)))?;
         if let Some(difference) = schema_difference(&declared, output.schema_ref()) {
@@ -318,10 +336,8 @@ impl ValidateSession {
         let number = self.batches;
         self.batches += 1;
         let plugin = self.session.plugin.clone();
-        let bytes = ipc::encode_batch(batch)
-            .map_err(|e| plugin.error(Some(number), Cause::Input(e.to_string())))?;
-        let validation = self.session.call(Some(number), |g, s| {
-            g.weir_plugin_validate().call_validate(s, &bytes)
+        let validation = self.session.call_with(number, batch, |g, s, input| {
+            g.weir_plugin_validate().call_validate(s, input)
         })?;
         let rows = batch.num_rows();
         for check in &validation.checks {
