@@ -149,6 +149,11 @@ fn abort_on_dirty_data_loads_nothing_and_names_the_file_row_and_check() {
     );
     let state = stdout(&project.host(&["state", "show", pipeline.to_str().unwrap()]));
     assert!(state.contains("watermark (none)"), "{state}");
+    // The history still says how many rows the failed run read (columns: run, status, read).
+    let runs = stdout(&project.host(&["runs", pipeline.to_str().unwrap()]));
+    let failed = runs.lines().find(|l| l.contains("ValidationFailed"));
+    let read = failed.and_then(|l| l.split_whitespace().nth(2));
+    assert_eq!(read, Some("100"), "{runs}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ mod summary;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, StringArray};
@@ -123,8 +123,10 @@ pub async fn run(
             None => (None, plan.retry),
         }
     };
+    // How far the last attempt got, for the record of a run that fails.
+    let reached = Mutex::new(Reached::default());
     let attempts = retry_by_step(&what, policy_of, |_| {
-        attempt(plan, state, options, &interrupt)
+        attempt(plan, state, options, &interrupt, &reached)
     });
     let overdue = interrupt.clone().then(|signal| async move {
         tokio::time::sleep(STOP_GRACE).await;
@@ -144,15 +146,16 @@ pub async fn run(
                 RunError::Interrupted(_) => RunStatus::Interrupted,
                 _ => RunStatus::Failed,
             };
+            let reached = *reached.lock().expect("never poisoned");
             let record = RunRecord {
                 run_id: run_id(),
                 started_at,
                 finished_at: now(),
                 status,
                 load_id: None,
-                rows_read: 0,
-                rows_rejected: 0,
-                rows_quarantined: 0,
+                rows_read: reached.read,
+                rows_rejected: reached.rejected,
+                rows_quarantined: reached.quarantined,
                 loaded: BTreeMap::new(),
                 watermark_before: state.watermark(&plan.name).ok().flatten(),
                 watermark_after: None,
@@ -276,12 +279,22 @@ async fn window(plan: &Plan, state: &SledState) -> Result<Window, RunError> {
     })
 }
 
+/// The rows an attempt got through before it stopped (nothing was loaded of them).
+#[derive(Debug, Default, Clone, Copy)]
+struct Reached {
+    read: u64,
+    rejected: u64,
+    quarantined: u64,
+}
+
 async fn attempt(
     plan: &Plan,
     state: &SledState,
     options: RunOptions,
     interrupt: &Interrupt,
+    reached: &Mutex<Reached>,
 ) -> Result<RunSummary, RunError> {
+    *reached.lock().expect("never poisoned") = Reached::default();
     let window = window(plan, state).await?;
     let mut summary = RunSummary::new(&plan.name, &window.load_id, window.watermark_before.clone());
     if window.parts.is_empty() && !window.replay {
@@ -429,6 +442,11 @@ async fn attempt(
     }
     .await;
     progress.finish();
+    *reached.lock().expect("never poisoned") = Reached {
+        read: summary.rows_read,
+        rejected: summary.rows_rejected,
+        quarantined: summary.rows_quarantined,
+    };
 
     // Every sink finishes writing; any failure aborts them all.
     let sinks: Vec<SinkWriter> = sinks.into_iter().chain(quarantine).chain(raw).collect();
