@@ -13,6 +13,9 @@ use std::time::Duration;
 use support::*;
 use weir::plugin::build::{BuildOptions, build_many};
 
+/// Rounds (each runs Weir and every peer once).
+const RUNS: usize = 3;
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -80,47 +83,65 @@ path = "out/state"
     )
     .unwrap();
 
-    eprintln!("running Weir");
-    let _ = std::fs::remove_dir_all(dir.join("out"));
-    let (weir, weir_rss) = run_measured(
-        Command::new(env!("CARGO_BIN_EXE_host"))
-            .args(["run", "--quiet"])
-            .arg(&pipeline)
-            .stdout(std::process::Stdio::null()),
-    );
-
+    // Rounds alternate Weir and the peers, so that a shared machine's drift weighs on all
+    // alike; each figure is the median of its rounds, peak RSS the highest.
     let python = python();
-    let mut peers: Vec<(String, Duration, u64)> = Vec::new();
-    for engine in ["pandas", "polars", "duckdb"] {
-        eprintln!("running the {engine} pipeline");
-        let db = dir.join(format!("{engine}.db"));
-        let parquet = dir.join(format!("{engine}.parquet"));
-        let report = run_peer(
-            &python,
-            "transform_orders.py",
-            &[
-                "--engine",
-                engine,
-                "--pipeline",
-                "--input",
-                csv.to_str().unwrap(),
-                "--sqlite",
-                db.to_str().unwrap(),
-                "--parquet",
-                parquet.to_str().unwrap(),
-            ],
-        );
-        let seconds = report["median_s"].as_f64().unwrap();
-        peers.push((
-            engine.to_string(),
-            Duration::from_secs_f64(seconds),
-            report["peak_rss_mib"].as_f64().unwrap_or(0.0) as u64,
+    let engines = ["pandas", "polars", "duckdb"];
+    let mut weir_runs = Vec::new();
+    let mut peer_runs: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); engines.len()];
+    for round in 1..=RUNS {
+        eprintln!("round {round} of {RUNS}: Weir");
+        let _ = std::fs::remove_dir_all(dir.join("out"));
+        weir_runs.push(run_measured(
+            Command::new(env!("CARGO_BIN_EXE_host"))
+                .args(["run", "--quiet"])
+                .arg(&pipeline)
+                .stdout(std::process::Stdio::null()),
         ));
+        for (engine, runs) in engines.iter().zip(&mut peer_runs) {
+            eprintln!("round {round} of {RUNS}: {engine}");
+            let db = dir.join(format!("{engine}.db"));
+            let parquet = dir.join(format!("{engine}.parquet"));
+            // The seed appends to the table: each round starts from no database.
+            let _ = std::fs::remove_file(&db);
+            let report = run_peer(
+                &python,
+                "transform_orders.py",
+                &[
+                    "--engine",
+                    engine,
+                    "--pipeline",
+                    "--input",
+                    csv.to_str().unwrap(),
+                    "--sqlite",
+                    db.to_str().unwrap(),
+                    "--parquet",
+                    parquet.to_str().unwrap(),
+                ],
+            );
+            runs.push((
+                Duration::from_secs_f64(report["median_s"].as_f64().unwrap()),
+                report["peak_rss_mib"].as_f64().unwrap_or(0.0) as u64,
+            ));
+        }
     }
+    let summarise = |runs: Vec<(Duration, u64)>| {
+        let peak = runs.iter().map(|r| r.1).max().unwrap_or(0);
+        (median(runs.into_iter().map(|r| r.0).collect()), peak)
+    };
+    let (weir, weir_rss) = summarise(weir_runs);
+    let peers: Vec<(&str, Duration, u64)> = engines
+        .iter()
+        .zip(peer_runs)
+        .map(|(engine, runs)| {
+            let (t, rss) = summarise(runs);
+            (*engine, t, rss)
+        })
+        .collect();
 
     let mut table = format!(
         "## Pipeline: CSV → transform → validate → SQLite + Parquet\n\n\
-         {rows} rows ({csv_mib} MiB of CSV), one run each, wall time of the whole job including reading the CSV \
+         {rows} rows ({csv_mib} MiB of CSV), median of {RUNS} alternating rounds, wall time of the whole job including reading the CSV \
          and writing both outputs. Weir: `host run` with the `orders-transform` and `orders-validator` plugins, a \
          built-in range check, an append SQLite sink and a Parquet sink (load markers and state included). \
          Peers: the seed's pipeline in pandas, and the same in Polars and DuckDB (bench/peers/transform_orders.py). \
