@@ -64,15 +64,11 @@ impl Dataset {
             .map_err(|e| self.err(action, e))
     }
 
-    /// Deletes every object under `prefix` except `keep`; a missing object is not an error.
-    pub(super) async fn delete_prefix(
-        &self,
-        prefix: &Path,
-        keep: Option<&Path>,
-    ) -> Result<(), LoadError> {
+    /// Deletes every object under `prefix`; a missing object is not an error.
+    pub(super) async fn delete_prefix(&self, prefix: &Path) -> Result<(), LoadError> {
         let listed = self.store.list(Some(prefix)).try_collect::<Vec<_>>().await;
         let listed = listed.map_err(|e| self.err("listing", e))?;
-        for object in listed.iter().filter(|o| Some(&o.location) != keep) {
+        for object in &listed {
             self.delete(&object.location).await?;
         }
         Ok(())
@@ -85,39 +81,55 @@ impl Dataset {
         }
     }
 
-    /// Deletes the staged files of other loads that were dropped before their commit began
-    /// (no commit intent) and that nothing has touched for [`ABANDONED_AFTER`]: a load a crash
-    /// stopped, whose replay never came because the next load read something else (new
-    /// files; a source without fingerprints). A replay would rewrite them anyway. A load
-    /// with an intent keeps its staging area: its replay needs the intent.
-    pub(super) async fn delete_abandoned_staging(&self, this_load: &str) -> Result<(), LoadError> {
+    /// Clears the staging area as a load begins, from one listing of it:
+    /// - this load's files from an earlier attempt, which it rewrites, all but its commit
+    ///   intent (`intent`), which its replay needs;
+    /// - other loads' files that were dropped before their commit began (no intent) and that
+    ///   nothing has touched for [`ABANDONED_AFTER`]: a load a crash stopped, whose replay
+    ///   never came because the next load read something else (new files; a source without
+    ///   fingerprints). A replay would rewrite them anyway. A load with an intent keeps its
+    ///   staging area: its replay needs the intent.
+    pub(super) async fn clear_staging(
+        &self,
+        this_load: &str,
+        intent: &Path,
+    ) -> Result<(), LoadError> {
         let listed = self.store.list(Some(&Path::from(STAGING)));
         let listed = listed.try_collect::<Vec<_>>().await;
         let listed = listed.map_err(|e| self.err("listing the staging area", e))?;
-        // Per load: its newest object, and whether it holds a commit intent.
-        let mut loads: HashMap<String, (DateTime<Utc>, bool)> = HashMap::new();
+        let load_of = |location: &Path| location.parts().nth(1).map(|p| p.as_ref().to_string());
+        // Per other load: its newest object, and whether it holds a commit intent.
+        let mut others: HashMap<String, (DateTime<Utc>, bool)> = HashMap::new();
         for object in &listed {
-            let Some(load_id) = object.location.parts().nth(1) else {
+            let Some(load_id) = load_of(&object.location) else {
                 continue;
             };
-            let load = loads
-                .entry(load_id.as_ref().to_string())
+            if load_id == this_load {
+                if &object.location != intent {
+                    self.delete(&object.location).await?;
+                }
+                continue;
+            }
+            let load = others
+                .entry(load_id)
                 .or_insert((object.last_modified, false));
             load.0 = load.0.max(object.last_modified);
             load.1 |= object.location.filename() == Some(INTENT);
         }
         let cutoff = Utc::now() - ABANDONED_AFTER;
-        for (load_id, (newest, intent)) in loads {
-            if load_id != this_load && !intent && newest < cutoff {
-                tracing::info!(
-                    sink = self.sink,
-                    load_id,
-                    "deleting an abandoned load's staged files"
-                );
-                self.delete_prefix(&Path::from_iter([STAGING, &load_id]), None)
-                    .await?;
-                self.remove_staging_dir(&load_id).await;
+        others.retain(|_, (newest, intent)| !*intent && *newest < cutoff);
+        for object in &listed {
+            if load_of(&object.location).is_some_and(|id| others.contains_key(&id)) {
+                self.delete(&object.location).await?;
             }
+        }
+        for load_id in others.keys() {
+            tracing::info!(
+                sink = self.sink,
+                load_id,
+                "deleted an abandoned load's staged files"
+            );
+            self.remove_staging_dir(load_id).await;
         }
         Ok(())
     }

@@ -240,7 +240,7 @@ impl SinkLoad for ParquetLoad {
                 io.delete(&object.location).await?;
             }
         }
-        io.delete_prefix(&staging_path(&load_id), None).await?;
+        io.delete_prefix(&staging_path(&load_id)).await?;
         io.remove_staging_dir(&load_id).await;
         let objects = staged
             .iter()
@@ -282,7 +282,7 @@ impl SinkLoad for ParquetLoad {
         for name in &stale {
             io.delete(&io.path(name)?).await?;
         }
-        io.delete_prefix(&staging_path(&load_id), None).await?;
+        io.delete_prefix(&staging_path(&load_id)).await?;
         io.remove_staging_dir(&load_id).await;
         Ok(())
     }

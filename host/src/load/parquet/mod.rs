@@ -190,9 +190,7 @@ impl Sink for ParquetSink {
         };
         let stale = stale.map_err(|e| self.io.err("reading the previous attempt's intent", e))?;
         // Staged files of an earlier attempt are rewritten: start from an empty staging area.
-        let staging = staging_path(&load.load_id);
-        self.io.delete_prefix(&staging, Some(&intent)).await?;
-        self.io.delete_abandoned_staging(&load.load_id).await?;
+        self.io.clear_staging(&load.load_id, &intent).await?;
         let props = WriterProperties::builder().set_compression(Compression::SNAPPY);
         let props = props.set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         Ok(Some(Box::new(ParquetLoad {
