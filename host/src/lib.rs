@@ -18,6 +18,8 @@
 //! - [`engine`] — one run of a pipeline, exactly once; [`state`] keeps its watermarks.
 //! - [`store`] — which object store a path means (local directory or `s3://bucket/prefix`)
 //!   and opening it; file sources and the Parquet sink read and write through it.
+//! - [`alloc`] — the `host` binary's allocator (batch-sized blocks reused from a bounded
+//!   cache).
 //! - [`cli`] — the `host` command line, one file per command group.
 //! - `fuzz` — the entry points of the fuzz targets in `fuzz/` (pipeline files, plugin
 //!   output, CSV/NDJSON).
@@ -25,6 +27,7 @@
 //! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.0`); plugin authors
 //! write against the `weir-sdk` crate.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod engine;
