@@ -527,6 +527,53 @@ mod tests {
         assert!(ids.eq(0..100_000), "every row once, in file order");
     }
 
+    /// Polars writes zstd by default, Spark and pyarrow snappy, older Hive data gzip.
+    #[tokio::test]
+    async fn parquet_files_of_every_common_codec_are_read() {
+        use parquet::arrow::ArrowWriter;
+        use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+        use parquet::file::properties::WriterProperties;
+
+        let dir = tempfile::tempdir().unwrap();
+        let ids = arrow::array::Int64Array::from_iter_values(0..1000);
+        let batch = RecordBatch::try_from_iter([("id", Arc::new(ids) as _)]).unwrap();
+        let codecs = [
+            ("snappy", Compression::SNAPPY),
+            ("zstd", Compression::ZSTD(ZstdLevel::default())),
+            ("lz4", Compression::LZ4_RAW),
+            ("gzip", Compression::GZIP(GzipLevel::default())),
+        ];
+        for (name, codec) in codecs {
+            let file = std::fs::File::create(dir.path().join(format!("{name}.parquet"))).unwrap();
+            let props = WriterProperties::builder().set_compression(codec).build();
+            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+        }
+        let spec = FileSpec {
+            pattern: "*.parquet".into(),
+            format: None,
+            batch_size: 10_000,
+            declared: Default::default(),
+        };
+        let source = FileSource::open(dir.path(), spec, &Default::default()).unwrap();
+        for file in source.list().await.unwrap() {
+            let read = source
+                .read(&file)
+                .await
+                .unwrap()
+                .try_collect::<Vec<_>>()
+                .await;
+            let read = read.unwrap_or_else(|e| panic!("{}: {e}", file.path));
+            let ids = read[0]
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec();
+            assert_eq!(ids, (0..1000).collect::<Vec<i64>>(), "{}", file.path);
+        }
+    }
+
     #[tokio::test]
     async fn a_local_file_cut_short_after_listing_fails_naming_it() {
         let dir = tempfile::tempdir().unwrap();
