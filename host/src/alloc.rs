@@ -90,6 +90,25 @@ impl BatchAllocator {
         // SAFETY: `block` is a mapping of `class.bytes` made by `map`, no longer in use.
         unsafe { unmap(block, class.bytes) };
     }
+
+    /// A block of `class`, and whether it is fresh (so already zeroed).
+    unsafe fn obtain(&self, class: Class) -> (*mut u8, bool) {
+        match cached(class).then(|| self.take(class)).flatten() {
+            Some(block) => (block, false),
+            // SAFETY: mapping fresh memory has no preconditions.
+            None => (unsafe { map(class.bytes) }, true),
+        }
+    }
+
+    /// # Safety
+    /// `block` came from `obtain(class)` and is no longer in use.
+    unsafe fn release(&self, block: *mut u8, class: Class) {
+        match cached(class) {
+            true => self.give(block, class),
+            // SAFETY: per the function's contract.
+            false => unsafe { unmap(block, class.bytes) },
+        }
+    }
 }
 
 impl Default for BatchAllocator {
@@ -156,27 +175,6 @@ unsafe fn map(bytes: usize) -> *mut u8 {
 unsafe fn unmap(block: *mut u8, bytes: usize) {
     // SAFETY: per the function's contract.
     unsafe { libc::munmap(block.cast(), bytes) };
-}
-
-impl BatchAllocator {
-    /// A block of `class`, and whether it is fresh (so already zeroed).
-    unsafe fn obtain(&self, class: Class) -> (*mut u8, bool) {
-        match cached(class).then(|| self.take(class)).flatten() {
-            Some(block) => (block, false),
-            // SAFETY: mapping fresh memory has no preconditions.
-            None => (unsafe { map(class.bytes) }, true),
-        }
-    }
-
-    /// # Safety
-    /// `block` came from `obtain(class)` and is no longer in use.
-    unsafe fn release(&self, block: *mut u8, class: Class) {
-        match cached(class) {
-            true => self.give(block, class),
-            // SAFETY: per the function's contract.
-            false => unsafe { unmap(block, class.bytes) },
-        }
-    }
 }
 
 // SAFETY: large blocks are page-aligned mappings at least as big as asked (their class
