@@ -29,7 +29,7 @@ const CLASSES: usize = (MAX_EXP - MIN_EXP + 1) as usize * STEPS;
 /// Freed blocks kept per class.
 const SLOTS: usize = 8;
 /// Bytes of freed blocks kept in all classes together.
-pub const CACHE_BYTES: usize = 64 << 20;
+const CACHE_BYTES: usize = 64 << 20;
 const PAGE: usize = 4096;
 
 pub struct BatchAllocator {
@@ -54,7 +54,8 @@ impl BatchAllocator {
     }
 
     /// Bytes held by freed blocks waiting for reuse.
-    pub fn cached_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn cached_bytes(&self) -> usize {
         self.lock().bytes
     }
 

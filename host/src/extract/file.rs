@@ -496,8 +496,12 @@ mod tests {
             csv.push_str(&format!("{id},{}\n", "x".repeat(id % 97)));
         }
         std::fs::write(dir.join("big.csv"), csv).unwrap();
+        open(dir, "big.csv")
+    }
+
+    fn open(dir: &Path, pattern: &str) -> FileSource {
         let spec = FileSpec {
-            pattern: "big.csv".into(),
+            pattern: pattern.into(),
             format: None,
             batch_size: 10_000,
             declared: Default::default(),
@@ -550,13 +554,7 @@ mod tests {
             writer.write(&batch).unwrap();
             writer.close().unwrap();
         }
-        let spec = FileSpec {
-            pattern: "*.parquet".into(),
-            format: None,
-            batch_size: 10_000,
-            declared: Default::default(),
-        };
-        let source = FileSource::open(dir.path(), spec, &Default::default()).unwrap();
+        let source = open(dir.path(), "*.parquet");
         for file in source.list().await.unwrap() {
             let read = source
                 .read(&file)
