@@ -5,9 +5,10 @@
 
 mod bulk;
 mod types;
+mod writeback;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use sqlx::{AssertSqlSafe, Sqlite, SqlitePool, Transaction};
 
 use super::{LoadError, LoadMode, LoadSpec, Sink, SinkLoad, data_schema, project};
 use types::{Column, sql_type};
+use writeback::Writeback;
 
 /// How long a statement waits for another connection's lock before failing with BUSY.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,6 +40,7 @@ pub struct SqliteSink {
     table: String,
     mode: LoadMode,
     pool: SqlitePool,
+    path: PathBuf,
 }
 
 impl SqliteSink {
@@ -106,6 +109,7 @@ impl SqliteSink {
             table,
             mode,
             pool,
+            path: db_path.to_owned(),
         })
     }
 
@@ -262,6 +266,7 @@ impl Sink for SqliteSink {
             seen: HashSet::new(),
             rows: 0,
             failed: false,
+            _writeback: Writeback::start(&self.path),
         })))
     }
 }
@@ -308,6 +313,8 @@ struct SqliteLoad {
     seen: HashSet<String>,
     rows: u64,
     failed: bool,
+    /// Lives until the commit (or abort) returns, so the commit's syncs find less to write.
+    _writeback: Writeback,
 }
 
 impl SqliteLoad {
