@@ -25,7 +25,7 @@ pub fn plugin_output(bytes: Vec<u8>) {
         Field::new("customer", DataType::Utf8, true),
         Field::new("total_usd", DataType::Float64, true),
     ]);
-    if let Ok(batch) = ipc::decode_batch(bytes) {
+    if let Ok(batch) = ipc::decode_batch(bytes.into()) {
         let _ = session::schema_difference(&declared, batch.schema_ref());
     }
 }
@@ -97,7 +97,7 @@ mod tests {
             .into_iter()
             .filter(|b| !b.is_empty())
         {
-            assert!(ipc::decode_batch(bytes).is_err());
+            assert!(ipc::decode_batch(bytes.into()).is_err());
         }
         for bytes in regressions("pipeline_file") {
             pipeline_file(&String::from_utf8_lossy(&bytes));
@@ -130,7 +130,7 @@ mod tests {
             std::fs::write(&seed, ipc::encode_batch(&batch).unwrap()).unwrap();
         }
         let bytes = std::fs::read(&seed).unwrap();
-        assert_eq!(ipc::decode_batch(bytes.clone()).unwrap(), batch);
+        assert_eq!(ipc::decode_batch(bytes.clone().into()).unwrap(), batch);
         plugin_output(bytes);
 
         for file in std::fs::read_dir(seeds("pipeline_file")).unwrap() {

@@ -292,3 +292,45 @@ fn wasm_orders_validator_finds_exactly_the_failing_rows() {
             .passed
     );
 }
+
+/// The batch as an Arrow IPC stream.
+fn encode(batch: &RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+    writer.write(batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    out
+}
+
+#[test]
+fn a_transforms_output_stream_goes_to_the_validator_as_it_is() {
+    let rows = generate(6_000, 11);
+    let transform = common::load(&common::components().orders_transform);
+    let mut transform = transform
+        .transform_session("{}", StepPolicy::default())
+        .unwrap();
+    let (output, stream) = transform.transform_ipc(&to_batch(&rows), None).unwrap();
+    let decoded = arrow::ipc::reader::StreamReader::try_new(stream.as_slice(), None).unwrap();
+    let decoded: Vec<RecordBatch> = decoded.map(Result::unwrap).collect();
+    assert_eq!(decoded, vec![output.clone()], "the stream is the output's");
+
+    let validator = common::load(&common::components().orders_validator);
+    let mut validator = validator
+        .validate_session("{}", StepPolicy::default())
+        .unwrap();
+    let message = |checks: Vec<weir::plugin::CheckResult>| {
+        let check = checks.into_iter().find(|c| c.name == "batch_not_empty");
+        check.unwrap().message
+    };
+    let rows = output.num_rows();
+    let encoded = message(validator.validate(&output).unwrap());
+    assert_eq!(encoded, format!("{rows} rows"));
+    let handed = message(validator.validate_ipc(&output, Some(&stream)).unwrap());
+    assert_eq!(handed, encoded);
+    // The bytes are sent, not the batch encoded anew: a stream of half the rows is what the
+    // validator sees.
+    let half = encode(&output.slice(0, rows / 2));
+    let seen = message(validator.validate_ipc(&output, Some(&half)).unwrap());
+    assert_eq!(seen, format!("{} rows", rows / 2));
+}

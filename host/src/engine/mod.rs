@@ -383,9 +383,13 @@ async fn attempt(
                 {
                     raw.send(with_load_date(&batch, &window.load_date)).await?;
                 }
+                // A plugin's output goes to the next plugin as the IPC stream it came in.
+                let mut ipc = None;
                 for session in &mut transforms {
                     fault.at("plugin");
-                    batch = tokio::task::block_in_place(|| session.transform(&batch))?;
+                    let input = ipc.as_deref();
+                    let out = tokio::task::block_in_place(|| session.transform_ipc(&batch, input))?;
+                    (batch, ipc) = (out.0, Some(out.1));
                 }
                 summary.rows_rejected += (read - batch.num_rows()) as u64;
 
@@ -393,7 +397,9 @@ async fn attempt(
                 checker.check_batch(&batch, &mut verdict)?;
                 if batch.num_rows() > 0 {
                     for (session, step) in validators.iter_mut().zip(&plan.validators) {
-                        let checks = tokio::task::block_in_place(|| session.validate(&batch))?;
+                        let input = ipc.as_deref();
+                        let checks =
+                            tokio::task::block_in_place(|| session.validate_ipc(&batch, input))?;
                         for check in checks.iter().filter(|c| !c.passed) {
                             let name = format!("{}:{}", session.plugin().name(), check.name);
                             if check.failing_rows.is_empty() {

@@ -34,9 +34,8 @@ pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, ArrowError> {
 
 /// Decode a stream that must hold exactly one record batch, fully validated. The batch's
 /// arrays point into `bytes` (no copy); only misaligned buffers are copied.
-pub fn decode_batch(bytes: Vec<u8>) -> Result<RecordBatch, String> {
+pub fn decode_batch(mut bytes: Buffer) -> Result<RecordBatch, String> {
     guarded(|| {
-        let mut bytes = Buffer::from_vec(bytes);
         let mut decoder = StreamDecoder::new();
         let batch = decoder
             .decode(&mut bytes)?
@@ -93,23 +92,27 @@ mod tests {
     #[test]
     fn output_decodes_only_when_it_is_one_valid_batch() {
         let good = encode_batch(&batch()).unwrap();
-        assert_eq!(decode_batch(good.clone()).unwrap(), batch());
+        assert_eq!(decode_batch(good.clone().into()).unwrap(), batch());
 
         // The values buffer holds "wxyzwxyz": break the UTF-8, then an offset (0, 4, 8).
         let not_utf8 = replaced(&good, b"wxyzwxyz", &[0xff]);
-        assert!(decode_batch(not_utf8).unwrap_err().contains("UTF"));
+        assert!(decode_batch(not_utf8.into()).unwrap_err().contains("UTF"));
         let offsets: Vec<u8> = [0i32, 4, 8].iter().flat_map(|o| o.to_le_bytes()).collect();
         let past_the_end = replaced(&good, &offsets, &[0, 0, 0, 0, 40]);
-        assert!(decode_batch(past_the_end).is_err());
+        assert!(decode_batch(past_the_end.into()).is_err());
 
         let schema_only = encode_schema(&batch().schema()).unwrap();
-        assert!(decode_batch(schema_only).is_err());
+        assert!(decode_batch(schema_only.into()).is_err());
         let mut two = Vec::new();
         let mut writer = StreamWriter::try_new(&mut two, batch().schema_ref()).unwrap();
         writer.write(&batch()).unwrap();
         writer.write(&batch()).unwrap();
         writer.finish().unwrap();
         drop(writer);
-        assert!(decode_batch(two).unwrap_err().contains("more than one"));
+        assert!(
+            decode_batch(two.into())
+                .unwrap_err()
+                .contains("more than one")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Sessions: one sandboxed instance serving a stream of batches, rebuilt after any failure.
 
 use arrow::array::RecordBatch;
+use arrow::buffer::Buffer;
 use arrow::datatypes::{Schema, SchemaRef};
 use wasmtime::{Engine, Store, Trap};
 
@@ -82,13 +83,18 @@ impl<W: World> Session<W> {
         }
     }
 
-    /// Encode `batch` as the call's input and run one guest call with it (see [`Self::call`]).
+    /// Encode `batch` as the call's input (unless `ipc`, its encoding, is given) and run one
+    /// guest call with it (see [`Self::call`]).
     fn call_with<R>(
         &mut self,
         number: u64,
         batch: &RecordBatch,
+        ipc: Option<&[u8]>,
         f: impl FnOnce(&W, &mut Store<StoreState>, &[u8]) -> CallResult<R>,
     ) -> Result<R, PluginError> {
+        if let Some(ipc) = ipc {
+            return self.call(Some(number), |guest, store| f(guest, store, ipc));
+        }
         let mut input = std::mem::take(&mut self.input);
         let result = match ipc::encode_batch_into(batch, &mut input) {
             Ok(()) => self.call(Some(number), |guest, store| f(guest, store, &input)),
@@ -278,16 +284,28 @@ impl TransformSession {
     /// Transform one batch; the result is checked against the declared schema and the
     /// step's row policy.
     pub fn transform(&mut self, batch: &RecordBatch) -> Result<RecordBatch, PluginError> {
+        Ok(self.transform_ipc(batch, None)?.0)
+    }
+
+    /// As [`Self::transform`], for a batch whose Arrow IPC stream the caller holds (the
+    /// previous plugin's output): those bytes go to the plugin as they are, without encoding
+    /// the batch again. Returns the output with the stream it was decoded from.
+    pub fn transform_ipc(
+        &mut self,
+        batch: &RecordBatch,
+        ipc: Option<&[u8]>,
+    ) -> Result<(RecordBatch, Buffer), PluginError> {
         let number = self.batches;
         self.batches += 1;
         let declared = self.output_schema(batch.schema_ref())?;
         let plugin = self.session.plugin.clone();
         let fail = |cause| plugin.error(Some(number), cause);
 
-        let out = self.session.call_with(number, batch, |g, s, input| {
+        let out = self.session.call_with(number, batch, ipc, |g, s, input| {
             g.weir_plugin_transform().call_transform(s, input)
         })?;
-        let output = ipc::decode_batch(out).map_err(|e| fail(Cause::BadOutput(e)))?;
+        let out = Buffer::from_vec(out);
+        let output = ipc::decode_batch(out.clone()).map_err(|e| fail(Cause::BadOutput(e)))?;
         if let Some(difference) = schema_difference(&declared, output.schema_ref()) {
             return Err(fail(Cause::SchemaMismatch(difference)));
         }
@@ -303,7 +321,7 @@ impl TransformSession {
                 policy,
             }));
         }
-        Ok(output)
+        Ok((output, out))
     }
 }
 
@@ -333,10 +351,20 @@ impl ValidateSession {
 
     /// Run the plugin's checks over one batch.
     pub fn validate(&mut self, batch: &RecordBatch) -> Result<Vec<CheckResult>, PluginError> {
+        self.validate_ipc(batch, None)
+    }
+
+    /// As [`Self::validate`], with the batch's Arrow IPC stream if the caller holds it (see
+    /// [`TransformSession::transform_ipc`]).
+    pub fn validate_ipc(
+        &mut self,
+        batch: &RecordBatch,
+        ipc: Option<&[u8]>,
+    ) -> Result<Vec<CheckResult>, PluginError> {
         let number = self.batches;
         self.batches += 1;
         let plugin = self.session.plugin.clone();
-        let validation = self.session.call_with(number, batch, |g, s, input| {
+        let validation = self.session.call_with(number, batch, ipc, |g, s, input| {
             g.weir_plugin_validate().call_validate(s, input)
         })?;
         let rows = batch.num_rows();
