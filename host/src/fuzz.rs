@@ -47,8 +47,9 @@ pub fn text_file(bytes: &[u8], csv: bool) {
         return;
     };
     let mut row = 1;
+    let mut columns = crate::extract::file::Provenance::new("fuzz.csv");
     let mut provenance = |batch: &arrow::array::RecordBatch| {
-        let _ = crate::extract::file::with_provenance(batch, "fuzz.csv", row);
+        let _ = columns.attach(batch, row);
         row += batch.num_rows() as i64;
     };
     let explain = |error| {

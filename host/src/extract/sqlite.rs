@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
-use super::file::with_provenance;
+use super::file::Provenance;
 use super::{
     BatchStream, CursorRange, ExtractError, Part, QuerySpec, RowBatcher, cursor_clause,
     null_cursors, produced, send_rows,
@@ -221,6 +221,7 @@ struct Decoder {
     builders: Vec<Box<dyn ArrayBuilder>>,
     capacity: usize,
     source: String,
+    provenance: Provenance,
     done: i64,
 }
 
@@ -231,6 +232,7 @@ impl Decoder {
             columns,
             builders,
             capacity,
+            provenance: Provenance::new(&source),
             source,
             done: 0,
         }
@@ -285,7 +287,7 @@ impl RowBatcher<SqliteRow> for Decoder {
         let rows = self.len();
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
         let batch = RecordBatch::try_new(schema(&self.columns), arrays)
-            .and_then(|batch| with_provenance(&batch, &self.source, self.done + 1))
+            .and_then(|batch| self.provenance.attach(&batch, self.done + 1))
             .map_err(|e| ExtractError::Read {
                 path: self.source.clone(),
                 message: e.to_string(),

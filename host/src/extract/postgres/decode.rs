@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sqlx::postgres::PgRow;
 use sqlx::{Row, ValueRef};
 
-use crate::extract::file::with_provenance;
+use crate::extract::file::Provenance;
 use crate::extract::{ExtractError, RowBatcher};
 use crate::load::postgres::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 
@@ -189,6 +189,7 @@ pub(super) struct RowDecoder {
     schema: SchemaRef,
     capacity: usize,
     source: String,
+    provenance: Provenance,
     /// Rows decoded before the current batch.
     done: i64,
 }
@@ -203,6 +204,7 @@ impl RowDecoder {
             )),
             capacity,
             source: source.to_string(),
+            provenance: Provenance::new(source),
             done: 0,
         }
     }
@@ -238,7 +240,7 @@ impl RowBatcher<PgRow> for RowDecoder {
         let rows = self.len();
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), arrays)
-            .and_then(|batch| with_provenance(&batch, &self.source, self.done + 1))
+            .and_then(|batch| self.provenance.attach(&batch, self.done + 1))
             .map_err(|e| ExtractError::Read {
                 path: self.source.clone(),
                 message: e.to_string(),

@@ -78,7 +78,7 @@ impl Column {
                 let raw = to(&DataType::Int64)?;
                 let in_range = |v: i64| {
                     let micros = v.div_euclid(div).checked_mul(scale);
-                    let ok = micros.filter(|m| DateTime::from_timestamp_micros(*m).is_some());
+                    let ok = micros.filter(|m| MICROS_IN_RANGE.contains(m));
                     ok.ok_or_else(|| ArrowError::ComputeError(format!("{v} is out of range")))
                 };
                 let micros = raw.as_primitive::<Int64Type>().try_unary(in_range);
@@ -127,6 +127,12 @@ impl Column {
         }
     }
 }
+
+/// The epoch microseconds chrono can represent (what [`iso8601`] formats), as bounds: a
+/// chrono conversion per value to check them was 1% of a bench run.
+const MICROS_IN_RANGE: std::ops::RangeInclusive<i64> = DateTime::<chrono::Utc>::MIN_UTC
+    .timestamp_micros()
+    ..=DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros();
 
 /// `YYYY-MM-DD`, or with `time` `YYYY-MM-DDTHH:MM:SS.ffffffZ`, appended to `out`. Written
 /// by hand (calendar from H. Hinnant's `civil_from_days`, digits into a stack buffer):
@@ -217,6 +223,32 @@ pub(super) fn sql_type(sink: &str, field: &Field) -> Result<&'static str, LoadEr
 #[cfg(test)]
 mod tests {
     use chrono::DateTime;
+
+    #[test]
+    fn the_range_bounds_are_chronos() {
+        let (min, max) = (
+            *super::MICROS_IN_RANGE.start(),
+            *super::MICROS_IN_RANGE.end(),
+        );
+        for micros in [
+            min - 1,
+            min,
+            min + 1,
+            -1,
+            0,
+            max - 1,
+            max,
+            max + 1,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            assert_eq!(
+                super::MICROS_IN_RANGE.contains(&micros),
+                DateTime::from_timestamp_micros(micros).is_some(),
+                "{micros}"
+            );
+        }
+    }
 
     /// The hand-written formatting is chrono's, over the whole range a column may hold.
     #[test]
