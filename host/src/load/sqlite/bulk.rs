@@ -16,7 +16,7 @@ use arrow::array::Array;
 use libsqlite3_sys as ffi;
 use sqlx::error::{DatabaseError, ErrorKind};
 
-use super::types::{Column, iso8601};
+use super::types::Column;
 
 /// An SQLite error read off the connection after a failed call (code and message, as
 /// sqlx reports them, so the sink's retry and hint logic treat both paths alike).
@@ -135,24 +135,23 @@ pub(super) unsafe fn insert(
     // As many rows per statement as SQLite's limit on parameters allows.
     let limit = unsafe { ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_VARIABLE_NUMBER, -1) };
     let per = ROWS_PER_STATEMENT.min(limit.max(0) as usize / sql.columns.max(1));
-    let mut text = String::with_capacity(32);
     let mut row = 0;
     if per > 1 && rows >= per {
         let many = prepare(&sql.for_rows(per)).map_err(|error| Failed { row: 0, error })?;
         while rows - row >= per {
-            if let Err(error) = unsafe { run(db, &many, columns, row, per, &mut text) } {
+            if let Err(error) = unsafe { run(db, &many, columns, row, per) } {
                 // The failed statement was undone. If the transaction is still open (a
                 // constraint failure), the rows go again one by one to name the one that
                 // fails; otherwise SQLite ended the transaction, and the load stops here.
                 if unsafe { ffi::sqlite3_get_autocommit(db) } != 0 {
                     return Err(Failed { row, error });
                 }
-                unsafe { one_by_one(db, &one, columns, row..row + per, &mut text) }?;
+                unsafe { one_by_one(db, &one, columns, row..row + per) }?;
             }
             row += per;
         }
     }
-    unsafe { one_by_one(db, &one, columns, row..rows, &mut text) }
+    unsafe { one_by_one(db, &one, columns, row..rows) }
 }
 
 /// Insert `rows` with the single-row statement `one`, naming the row that fails.
@@ -164,11 +163,10 @@ unsafe fn one_by_one(
     one: &Statement,
     columns: &[Column],
     rows: std::ops::Range<usize>,
-    text: &mut String,
 ) -> Result<(), Failed> {
     for row in rows {
         // SAFETY: per the function's contract.
-        unsafe { run(db, one, columns, row, 1, text) }.map_err(|error| Failed { row, error })?;
+        unsafe { run(db, one, columns, row, 1) }.map_err(|error| Failed { row, error })?;
     }
     Ok(())
 }
@@ -183,14 +181,13 @@ unsafe fn run(
     columns: &[Column],
     first: usize,
     count: usize,
-    text: &mut String,
 ) -> Result<(), RawError> {
     let mut at: c_int = 1;
     for row in first..first + count {
         for column in columns {
             // SAFETY: the statement is live; text borrowed from the arrays (SQLITE_STATIC)
-            // outlives the step that reads it, and `text` is copied (SQLITE_TRANSIENT).
-            if unsafe { bind(stmt.0, at, column, row, text) } != ffi::SQLITE_OK {
+            // outlives the step that reads it.
+            if unsafe { bind(stmt.0, at, column, row) } != ffi::SQLITE_OK {
                 // SAFETY: `db` is ours; resetting clears the statement for its next use.
                 let error = unsafe { RawError::last(db) };
                 unsafe { ffi::sqlite3_reset(stmt.0) };
@@ -237,18 +234,11 @@ impl Drop for Statement {
 ///
 /// # Safety
 /// `stmt` is live and text columns outlive its next step.
-unsafe fn bind(
-    stmt: *mut ffi::sqlite3_stmt,
-    at: c_int,
-    column: &Column,
-    row: usize,
-    text: &mut String,
-) -> c_int {
+unsafe fn bind(stmt: *mut ffi::sqlite3_stmt, at: c_int, column: &Column, row: usize) -> c_int {
     let null = match column {
         Column::Int(a) => a.is_null(row),
         Column::Real(a) => a.is_null(row),
         Column::Text(a) => a.is_null(row),
-        Column::Time { micros, .. } => micros.is_null(row),
     };
     // SAFETY: per the function's contract.
     unsafe {
@@ -268,19 +258,6 @@ unsafe fn bind(
                     ptr,
                     len,
                     ffi::SQLITE_STATIC(),
-                    ffi::SQLITE_UTF8 as u8,
-                )
-            }
-            Column::Time { micros, time } => {
-                text.clear();
-                iso8601(micros.value(row), *time, text);
-                let (ptr, len) = (text.as_ptr().cast(), text.len() as ffi::sqlite3_uint64);
-                ffi::sqlite3_bind_text64(
-                    stmt,
-                    at,
-                    ptr,
-                    len,
-                    ffi::SQLITE_TRANSIENT(),
                     ffi::SQLITE_UTF8 as u8,
                 )
             }

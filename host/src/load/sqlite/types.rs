@@ -14,6 +14,7 @@
 //!
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
+use arrow::buffer::OffsetBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, TimeUnit, UInt64Type};
 use arrow::error::ArrowError;
@@ -23,17 +24,11 @@ use sqlx::sqlite::SqliteArguments;
 
 use super::LoadError;
 
-/// A column ready to bind: numbers as SQLite stores them; dates and timestamps as epoch
-/// microseconds, formatted while binding (one string allocation per value).
+/// A column ready to bind, as SQLite stores it: dates and timestamps already as their text.
 pub(super) enum Column {
     Int(Int64Array),
     Real(Float64Array),
     Text(StringArray),
-    /// Microseconds since the epoch (UTC); `time: false` for dates.
-    Time {
-        micros: Int64Array,
-        time: bool,
-    },
 }
 
 impl Column {
@@ -83,10 +78,7 @@ impl Column {
                 };
                 let micros = raw.as_primitive::<Int64Type>().try_unary(in_range);
                 let time = !matches!(array.data_type(), DataType::Date32);
-                Column::Time {
-                    micros: micros.map_err(wrap)?,
-                    time,
-                }
+                Column::Text(formatted(&micros.map_err(wrap)?, time))
             }
             // Decimals and all strings: arrow's cast gives the exact text.
             _ => {
@@ -102,14 +94,6 @@ impl Column {
             Column::Int(a) => args.add(valid(a).then(|| a.value(row))),
             Column::Real(a) => args.add(valid(a).then(|| a.value(row))),
             Column::Text(a) => args.add(valid(a).then(|| a.value(row))),
-            Column::Time { micros, time } => {
-                let value = valid(micros).then(|| {
-                    let mut text = String::with_capacity(27);
-                    iso8601(micros.value(row), *time, &mut text);
-                    text
-                });
-                args.add(value)
-            }
         };
         added.expect("plain values always encode");
     }
@@ -120,11 +104,28 @@ impl Column {
             Column::Int(a) if a.is_valid(row) => format!("i{}", a.value(row)),
             Column::Real(a) if a.is_valid(row) => format!("r{}", a.value(row).to_bits()),
             Column::Text(a) if a.is_valid(row) => format!("t{}", a.value(row)),
-            Column::Time { micros, .. } if micros.is_valid(row) => {
-                format!("m{}", micros.value(row))
-            }
             _ => "null".into(),
         }
+    }
+}
+
+/// Every value of `micros` as [`iso8601`] text, into one buffer: a batch's text is made
+/// once and bound without a copy, like any text column.
+fn formatted(micros: &Int64Array, time: bool) -> StringArray {
+    let mut text = String::with_capacity(micros.len() * if time { 27 } else { 10 });
+    let mut offsets = Vec::with_capacity(micros.len() + 1);
+    offsets.push(0i32);
+    for (i, &value) in micros.values().iter().enumerate() {
+        if micros.is_valid(i) {
+            iso8601(value, time, &mut text);
+        }
+        offsets.push(i32::try_from(text.len()).expect("a batch's text is under 2 GiB"));
+    }
+    // SAFETY: the offsets start at 0, never decrease, and end at the text's length, and
+    // they fall between whole values of ASCII text.
+    unsafe {
+        let offsets = OffsetBuffer::new_unchecked(offsets.into());
+        StringArray::new_unchecked(offsets, text.into_bytes().into(), micros.nulls().cloned())
     }
 }
 
@@ -138,7 +139,7 @@ const MICROS_IN_RANGE: std::ops::RangeInclusive<i64> = DateTime::<chrono::Utc>::
 /// by hand (calendar from H. Hinnant's `civil_from_days`, digits into a stack buffer):
 /// chrono's `format` re-parses its pattern for every value, and even its field accessors
 /// were a tenth of the sink's time.
-pub(super) fn iso8601(micros: i64, time: bool, out: &mut String) {
+fn iso8601(micros: i64, time: bool, out: &mut String) {
     const DAY: i64 = 86_400_000_000;
     let (days, of_day) = (micros.div_euclid(DAY), micros.rem_euclid(DAY));
     let (year, month, day) = civil_from_days(days);
