@@ -101,7 +101,10 @@ pub fn build_many(dirs: &[PathBuf], options: &BuildOptions) -> Result<Vec<Built>
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
-        .env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", "-C target-feature=+simd128");
+        .env(
+            "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+            "-C target-feature=+simd128",
+        );
     let spawn_error = |source| BuildError::Spawn {
         command: "cargo build".into(),
         source,
