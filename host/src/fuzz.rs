@@ -47,7 +47,7 @@ pub fn text_file(bytes: &[u8], csv: bool) {
         return;
     };
     let mut row = 1;
-    let mut columns = crate::extract::file::Provenance::new("fuzz.csv");
+    let mut columns = crate::extract::provenance::Provenance::new("fuzz.csv");
     let mut provenance = |batch: &arrow::array::RecordBatch| {
         let _ = columns.attach(batch, row);
         row += batch.num_rows() as i64;

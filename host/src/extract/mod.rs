@@ -9,6 +9,7 @@ pub mod http;
 pub mod incremental;
 mod object_reader;
 pub mod postgres;
+pub(crate) mod provenance;
 pub mod sqlite;
 pub(crate) mod text;
 

@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo};
 
-use super::file::Provenance;
+use super::provenance::Provenance;
 use super::{
     BatchStream, CursorRange, ExtractError, Part, QuerySpec, RowBatcher, cursor_clause,
     null_cursors, produced, send_rows,

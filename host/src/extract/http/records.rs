@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
+use arrow::array::{Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::json::reader::{Decoder, ReaderBuilder, infer_json_schema_from_iterator};
 use serde_json::Value;
 
 use crate::config::types::ColumnType;
 use crate::extract::file::arrow_type;
-use crate::extract::{ROW_COLUMN, SOURCE_COLUMN};
+use crate::extract::provenance;
 
 /// The value at a dotted path (`data.items`).
 pub(super) fn lookup<'v>(body: &'v Value, path: &str) -> Option<&'v Value> {
@@ -199,13 +199,8 @@ impl Batcher {
         else {
             return Ok(None);
         };
-        let mut fields = batch.schema().fields().to_vec();
-        fields.push(Arc::new(Field::new(SOURCE_COLUMN, DataType::Utf8, false)));
-        fields.push(Arc::new(Field::new(ROW_COLUMN, DataType::Int64, false)));
-        let mut columns = batch.columns().to_vec();
-        columns.push(Arc::new(self.sources.finish()) as ArrayRef);
-        columns.push(Arc::new(self.rows.finish()));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        let (sources, rows) = (self.sources.finish(), self.rows.finish());
+        provenance::append(&batch, Arc::new(sources), Arc::new(rows))
             .map(Some)
             .map_err(|e| e.to_string())
     }
@@ -216,6 +211,8 @@ mod tests {
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
     use serde_json::json;
+
+    use crate::extract::{ROW_COLUMN, SOURCE_COLUMN};
 
     use super::*;
 

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sqlx::postgres::PgRow;
 use sqlx::{Row, ValueRef};
 
-use crate::extract::file::Provenance;
+use crate::extract::provenance::Provenance;
 use crate::extract::{ExtractError, RowBatcher};
 use crate::load::postgres::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 
