@@ -39,6 +39,7 @@ pub use tenant::{Tenant, TenantLimits, TenantRun};
 
 use bindings::transformer::TransformerPre;
 use bindings::validator::ValidatorPre;
+use runtime::TimedEngine;
 use sandbox::{Import, StoreState, classify};
 
 /// Which world a component implements.
@@ -72,7 +73,7 @@ struct Inner {
     imports: Vec<String>,
     manifest: Option<Manifest>,
     pre: Pre,
-    engine: wasmtime::Engine,
+    engine: TimedEngine,
 }
 
 impl Plugin {
@@ -83,7 +84,7 @@ impl Plugin {
         imports: Vec<String>,
         manifest: Option<Manifest>,
         pre: InstancePre<StoreState>,
-        engine: wasmtime::Engine,
+        engine: TimedEngine,
     ) -> Result<Plugin, PluginError> {
         let short = digest[..12].to_string();
         let pre = match kind {

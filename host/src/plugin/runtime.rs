@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -34,7 +35,7 @@ pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// The plugin runtime. Cheap to share: clone it.
 #[derive(Clone)]
 pub struct Runtime {
-    pub(super) engine: Engine,
+    pub(super) engine: TimedEngine,
     linker: Arc<Linker<StoreState>>,
     cache: Option<Arc<ComponentCache>>,
     tenants: Arc<Tenants>,
@@ -52,7 +53,8 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(RuntimeError::new)?;
-        spawn_epoch_ticker(&engine);
+        let clock = Arc::new(EpochClock::new());
+        spawn_epoch_ticker(&engine, clock.clone());
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError::new)?;
@@ -62,7 +64,7 @@ impl Runtime {
 
         let cache = cache_dir.map(|dir| Arc::new(ComponentCache::new(dir.to_path_buf(), &engine)));
         Ok(Runtime {
-            engine,
+            engine: TimedEngine { engine, clock },
             linker: Arc::new(linker),
             cache,
             tenants: Arc::default(),
@@ -113,20 +115,20 @@ impl Runtime {
         let load = |e: wasmtime::Error| fail(Cause::Load(format!("{e:#}")));
 
         let component = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &digest, wasm),
-            None => Component::new(&self.engine, wasm),
+            Some(cache) => cache.load_or_compile(&self.engine.engine, &digest, wasm),
+            None => Component::new(&self.engine.engine, wasm),
         }
         .map_err(load)?;
 
         let ty = component.component_type();
         let imports: Vec<String> = ty
-            .imports(&self.engine)
+            .imports(&self.engine.engine)
             .map(|(name, _)| name.to_string())
             .collect();
         let manifest = Manifest::embedded(wasm).map_err(|e| fail(Cause::Load(e.to_string())))?;
         check_imports(&imports, manifest.as_ref()).map_err(fail)?;
         let exports: Vec<String> = ty
-            .exports(&self.engine)
+            .exports(&self.engine.engine)
             .map(|(name, _)| name.to_string())
             .collect();
         let kind = if exports.iter().any(|e| e == TRANSFORM_EXPORT) {
@@ -186,12 +188,11 @@ fn check_imports(imports: &[String], manifest: Option<&Manifest>) -> Result<(), 
 }
 
 /// Advance the engine's epoch once per tick of wall time, for as long as the engine lives.
-fn spawn_epoch_ticker(engine: &Engine) {
+fn spawn_epoch_ticker(engine: &Engine, clock: Arc<EpochClock>) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("weir-epoch".into())
         .spawn(move || {
-            let mut clock = EpochClock::new();
             while let Some(engine) = weak.upgrade() {
                 clock.catch_up(|| engine.increment_epoch());
                 drop(engine);
@@ -201,29 +202,54 @@ fn spawn_epoch_ticker(engine: &Engine) {
         .expect("spawn the epoch thread");
 }
 
-/// The epoch follows the clock, not the number of wake-ups: a sleep overshoots, and on a busy
-/// machine the ticker may wait several milliseconds for a core, so counting wake-ups would
-/// stretch a 100 ms budget to 300 ms. Ticks missed while it waited are caught up at once.
-struct EpochClock {
+/// The engine and the clock its epoch follows.
+#[derive(Clone)]
+pub(super) struct TimedEngine {
+    pub(super) engine: Engine,
+    pub(super) clock: Arc<EpochClock>,
+}
+
+/// The engine's epoch follows the clock, not the number of wake-ups: a sleep overshoots,
+/// and on a busy machine the ticker may wait several milliseconds for a core, so counting
+/// wake-ups would stretch a 100 ms budget to 300 ms. Ticks missed while it waited are caught
+/// up at once, and a deadline set meanwhile counts them in, so no budget is cut short either.
+pub(super) struct EpochClock {
     started: Instant,
-    ticks: u128,
+    /// Ticks the engine's epoch has been advanced by (written by the ticker alone).
+    counted: AtomicU64,
 }
 
 impl EpochClock {
-    fn new() -> EpochClock {
+    pub(super) fn new() -> EpochClock {
         EpochClock {
             started: Instant::now(),
-            ticks: 0,
+            counted: AtomicU64::new(0),
         }
     }
 
-    /// Call `tick` once for every tick of wall time since the last call.
-    fn catch_up(&mut self, mut tick: impl FnMut()) {
-        let due = self.started.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
-        while self.ticks < due {
+    /// Ticks of wall time since the clock started.
+    fn due(&self) -> u64 {
+        (self.started.elapsed().as_nanos() / EPOCH_TICK.as_nanos()) as u64
+    }
+
+    /// Call `tick` once for every tick of wall time not yet counted.
+    fn catch_up(&self, mut tick: impl FnMut()) {
+        let due = self.due();
+        let mut counted = self.counted.load(Ordering::Relaxed);
+        while counted < due {
             tick();
-            self.ticks += 1;
+            counted += 1;
+            self.counted.store(counted, Ordering::Release);
         }
+    }
+
+    /// The epoch deadline, relative to the engine's epoch now, that falls `budget` from now:
+    /// the budget's ticks, one for the tick under way, and those the ticker has yet to count.
+    pub(super) fn deadline(&self, budget: Duration) -> u64 {
+        let behind = self
+            .due()
+            .saturating_sub(self.counted.load(Ordering::Acquire));
+        (budget.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1 + behind
     }
 }
 
@@ -233,12 +259,24 @@ mod tests {
 
     #[test]
     fn a_late_ticker_catches_up_with_the_clock() {
-        let mut clock = EpochClock::new();
-        let mut ticks = 0u32;
-        // One wake-up after 30 ticks of wall time: the epoch still advances by 30.
+        let clock = EpochClock::new();
+        let budget = Duration::from_millis(100);
+        let mut ticks = 0u64;
+        // 30 ticks of wall time without a wake-up: a deadline set now counts them in...
         std::thread::sleep(EPOCH_TICK * 30);
+        assert!(
+            clock.deadline(budget) >= 101 + 30,
+            "{}",
+            clock.deadline(budget)
+        );
+        // ...and the next wake-up advances the epoch by all 30 at once.
         clock.catch_up(|| ticks += 1);
         assert!(ticks >= 30, "{ticks} ticks");
+        assert!(
+            clock.deadline(budget) <= 101 + 1,
+            "{}",
+            clock.deadline(budget)
+        );
         // Woken again at once: nothing is due, nothing is counted twice.
         let before = ticks;
         clock.catch_up(|| ticks += 1);

@@ -3,24 +3,25 @@
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::datatypes::{Schema, SchemaRef};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Store, Trap};
 
 use super::bindings::transformer::Transformer;
 use super::bindings::validator::Validator;
 use super::bindings::{CheckResult, ErrorKind, GuestError};
 use super::error::Cause;
-use super::runtime::EPOCH_TICK;
+use super::runtime::TimedEngine;
 use super::sandbox::StoreState;
 use super::tenant::TenantRun;
 use super::{Plugin, PluginError, Pre, StepPolicy, ipc};
 
-pub(super) fn new_store(engine: &Engine, policy: &StepPolicy) -> Store<StoreState> {
-    let mut store = Store::new(engine, StoreState::new(&policy.limits, &policy.grants));
+pub(super) fn new_store(engine: &TimedEngine, policy: &StepPolicy) -> Store<StoreState> {
+    let state = StoreState::new(&policy.limits, &policy.grants);
+    let mut store = Store::new(&engine.engine, state);
     store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();
     // Instantiation runs guest code (start functions) too: it gets one call's budget
     // (a session's first call narrows it to what its tenant has left).
-    store.set_epoch_deadline(ticks(&policy.limits.timeout()));
+    store.set_epoch_deadline(engine.clock.deadline(policy.limits.timeout()));
     store
 }
 
@@ -104,6 +105,11 @@ impl<W: World> Session<W> {
         result
     }
 
+    /// The epoch deadline that falls `budget` from now.
+    fn deadline(&self, budget: std::time::Duration) -> u64 {
+        self.plugin.0.engine.clock.deadline(budget)
+    }
+
     /// Run one guest call (instantiation included) through the tenant's gate, if any, under
     /// a deadline of the call's budget or what is left of the tenant's CPU time, if less.
     fn governed<R>(
@@ -112,7 +118,8 @@ impl<W: World> Session<W> {
         f: impl FnOnce(&mut Self, u64) -> Result<R, PluginError>,
     ) -> Result<R, PluginError> {
         let Some(run) = self.tenant.clone() else {
-            return f(self, ticks(&self.policy.limits.timeout()));
+            let ticks = self.deadline(self.policy.limits.timeout());
+            return f(self, ticks);
         };
         let budget = run.remaining();
         let cause = || Cause::TenantCpu {
@@ -124,7 +131,7 @@ impl<W: World> Session<W> {
         }
         let timeout = self.policy.limits.timeout();
         let deadline = budget.map_or(timeout, |left| left.min(timeout));
-        let result = run.call(|| f(self, ticks(&deadline)));
+        let result = run.call(|| f(self, self.deadline(deadline)));
         match result {
             // Stopped by the tenant's budget rather than the call's own.
             Err(e) if matches!(e.cause, Cause::Timeout(_)) && deadline < timeout => {
@@ -186,10 +193,6 @@ impl<W: World> Session<W> {
             }
         }
     }
-}
-
-fn ticks(budget: &std::time::Duration) -> u64 {
-    (budget.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
 }
 
 fn returned(e: GuestError) -> Cause {
