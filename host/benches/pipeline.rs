@@ -90,16 +90,19 @@ path = "out/state"
     let mut weir_runs = Vec::new();
     let mut peer_runs: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); engines.len()];
     for round in 1..=RUNS {
-        eprintln!("round {round} of {RUNS}: Weir");
         let _ = std::fs::remove_dir_all(dir.join("out"));
-        weir_runs.push(run_measured(
+        let weir_run = run_measured(
             Command::new(env!("CARGO_BIN_EXE_host"))
                 .args(["run", "--quiet"])
                 .arg(&pipeline)
                 .stdout(std::process::Stdio::null()),
-        ));
+        );
+        eprintln!(
+            "round {round} of {RUNS}: Weir {:.2} s",
+            weir_run.0.as_secs_f64()
+        );
+        weir_runs.push(weir_run);
         for (engine, runs) in engines.iter().zip(&mut peer_runs) {
-            eprintln!("round {round} of {RUNS}: {engine}");
             let db = dir.join(format!("{engine}.db"));
             let parquet = dir.join(format!("{engine}.parquet"));
             // The seed appends to the table: each round starts from no database.
@@ -119,16 +122,25 @@ path = "out/state"
                     parquet.to_str().unwrap(),
                 ],
             );
-            runs.push((
-                Duration::from_secs_f64(report["median_s"].as_f64().unwrap()),
-                report["peak_rss_mib"].as_f64().unwrap_or(0.0) as u64,
-            ));
+            let took = Duration::from_secs_f64(report["median_s"].as_f64().unwrap());
+            eprintln!(
+                "round {round} of {RUNS}: {engine} {:.2} s",
+                took.as_secs_f64()
+            );
+            runs.push((took, report["peak_rss_mib"].as_f64().unwrap_or(0.0) as u64));
         }
     }
     let summarise = |runs: Vec<(Duration, u64)>| {
         let peak = runs.iter().map(|r| r.1).max().unwrap_or(0);
         (median(runs.into_iter().map(|r| r.0).collect()), peak)
     };
+    // Each round's pandas ÷ Weir: on a shared machine the rounds' spread says how far the
+    // median can be trusted.
+    let round_ratios: Vec<String> = weir_runs
+        .iter()
+        .zip(&peer_runs[0])
+        .map(|(w, p)| format!("{:.1}×", p.0.as_secs_f64() / w.0.as_secs_f64()))
+        .collect();
     let (weir, weir_rss) = summarise(weir_runs);
     let peers: Vec<(&str, Duration, u64)> = engines
         .iter()
@@ -165,6 +177,10 @@ path = "out/state"
         "\nWeir vs the seed's pandas pipeline: **{:.1}×** the throughput (target ≥ 10×) at {:.0}% of its peak memory.\n",
         peers[0].1.as_secs_f64() / weir.as_secs_f64(),
         100.0 * weir_rss as f64 / peers[0].2.max(1) as f64
+    );
+    table += &format!(
+        "Round by round (pandas ÷ Weir, in the order run): {}.\n",
+        round_ratios.join(", ")
     );
     println!("{table}");
     record("pipeline", &table);
