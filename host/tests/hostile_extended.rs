@@ -233,7 +233,7 @@ fn figures_interrupts_memory_churn_and_100_slow_calls() {
         ],
     );
     // The epoch follows the clock: a stop comes a tick or two after the budget, not 10% later.
-    assert!(p50 < Duration::from_millis(106), "p50 {p50:?}");
+    assert!(p50 < Duration::from_millis(108), "p50 {p50:?}");
     assert!(p99 < Duration::from_millis(300), "p99 {p99:?}");
     assert!(
         after - before < 64.0,
