@@ -25,6 +25,43 @@ fn hostile(timeout_ms: u64) -> TransformSession {
         .unwrap()
 }
 
+/// A call stopped at the tenant's deadline spends the run's budget, even when a busy machine
+/// gave it less CPU than the deadline's wall time: the run is over for that tenant, not left
+/// with a sliver for the next call.
+#[test]
+fn a_call_stopped_by_the_tenants_budget_spends_it_on_a_busy_machine_too() {
+    let _serial = serial();
+    let tenant = runtime().tenant(
+        "busy-machine",
+        &TenantLimits {
+            cpu_ms_per_run: Some(300),
+            ..TenantLimits::default()
+        },
+    );
+    let run = tenant.start_run();
+    let mut session = hostile(10_000).with_tenant(Some(run.clone()));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Twice as many spinning threads as cores: the plugin's thread gets a share of one.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for _ in 0..2 * cores {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        let error = session.transform(&attack("loop")).unwrap_err();
+        stop.store(true, Ordering::Relaxed);
+        assert!(matches!(error.cause, Cause::TenantCpu { .. }), "{error}");
+    });
+    assert!(run.used() >= Duration::from_millis(300), "{:?}", run.used());
+    let error = session
+        .transform(&attack("none"))
+        .expect_err("the budget is spent");
+    assert!(matches!(error.cause, Cause::TenantCpu { .. }), "{error}");
+}
+
 /// Clean orders: every row passes the orders transform.
 fn orders(rows: usize) -> RecordBatch {
     let schema = Schema::new(vec![

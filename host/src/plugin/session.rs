@@ -135,6 +135,7 @@ impl<W: World> Session<W> {
         match result {
             // Stopped by the tenant's budget rather than the call's own.
             Err(e) if matches!(e.cause, Cause::Timeout(_)) && deadline < timeout => {
+                run.exhaust();
                 Err(self.plugin.error(batch, cause()))
             }
             other => other,

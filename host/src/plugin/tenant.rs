@@ -7,7 +7,8 @@
 //!   further calls wait their turn. This is what keeps a tenant that spins or floods from
 //!   taking the cores other tenants' steps need.
 //! - `cpu_ms_per_run`: the CPU time all of the tenant's plugin calls may use in one pipeline
-//!   run. A call is stopped when it would run past what is left, and the run fails.
+//!   run. A call is stopped when it would run past what is left (a wall-time deadline of
+//!   what is left), and the run fails; the budget then counts as spent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,6 +119,15 @@ impl TenantRun {
 
     pub fn used(&self) -> Duration {
         Duration::from_nanos(self.used_ns.load(Ordering::Relaxed))
+    }
+
+    /// Count the run's budget as spent: a call was stopped at the deadline it set. (That
+    /// deadline is wall time; on a busy machine the call may have had a little less CPU.)
+    pub(super) fn exhaust(&self) {
+        if let Some(budget) = self.tenant.0.limits.cpu_ms_per_run {
+            let budget_ns = budget.saturating_mul(1_000_000);
+            self.used_ns.fetch_max(budget_ns, Ordering::Relaxed);
+        }
     }
 
     /// Run one plugin call through the tenant's gate, charging its CPU time to the run.
