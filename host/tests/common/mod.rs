@@ -146,13 +146,16 @@ pub fn stderr(out: &Output) -> String {
 }
 
 /// Run the pipelines (in one `host run`) held for a while at `pause` (`<point>@<n>`); once
-/// one is held, `fault` (given the process id of the run).
+/// every one is held, `fault` (given the process id of the run).
 pub fn run_paused(pipelines: &[&Path], pause: &str, fault: impl FnOnce(u32)) -> (Output, Duration) {
     let started = Instant::now();
+    // Each pipeline is held on its own: long enough, with several, for the last to get there
+    // (on a busy machine one may start well after another) while the first still waits.
+    let hold_ms = if pipelines.len() > 1 { 6000 } else { 1500 };
     let mut child = host()
         .args(["run", "--quiet"])
         .args(pipelines)
-        .env("WEIR_FAULT_PAUSE", format!("{pause}:1500"))
+        .env("WEIR_FAULT_PAUSE", format!("{pause}:{hold_ms}"))
         .env("WEIR_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -160,7 +163,8 @@ pub fn run_paused(pipelines: &[&Path], pause: &str, fault: impl FnOnce(u32)) -> 
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
-    loop {
+    let mut held = 0;
+    while held < pipelines.len() {
         let mut line = String::new();
         assert!(
             err.read_line(&mut line).unwrap() > 0,
@@ -168,7 +172,7 @@ pub fn run_paused(pipelines: &[&Path], pause: &str, fault: impl FnOnce(u32)) -> 
         );
         seen.push_str(&line);
         if line.starts_with("weir: paused at") {
-            break;
+            held += 1;
         }
     }
     fault(child.id());
