@@ -45,6 +45,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn allocating_just_under_the_cap_on_every_call_never_accumulates() {
+    // Serial, as every test here: the figures test times interrupts to the millisecond.
+    let _serial = serial();
     // 48 MiB of a 64 MiB cap, 30 times on one instance: memory freed by a call is reused.
     let mut session = session(10_000, 64);
     for call in 0..30 {
@@ -83,6 +85,7 @@ fn a_1_gib_output_is_stopped_by_the_memory_cap() {
 
 #[test]
 fn an_output_schema_that_lies_about_nullability_is_refused() {
+    let _serial = serial();
     let mut session = session(10_000, 256);
     let error = session.transform(&attack("nullable_lie")).unwrap_err();
     assert!(matches!(error.cause, Cause::BadOutput(_)), "{error}");
