@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use weir::plugin::{Cause, Runtime, TenantLimits, TransformSession};
+use weir::plugin::{Cause, Runtime, Tenant, TenantLimits, TransformSession};
 
 fn runtime() -> &'static Runtime {
     static RUNTIME: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
@@ -25,19 +25,22 @@ fn hostile(timeout_ms: u64) -> TransformSession {
         .unwrap()
 }
 
+/// A tenant whose only limit is `ms` of CPU time per run.
+fn cpu_budgeted(name: &str, ms: u64) -> Tenant {
+    let limits = TenantLimits {
+        cpu_ms_per_run: Some(ms),
+        ..TenantLimits::default()
+    };
+    runtime().tenant(name, &limits)
+}
+
 /// A call stopped at the tenant's deadline spends the run's budget, even when a busy machine
 /// gave it less CPU than the deadline's wall time: the run is over for that tenant, not left
 /// with a sliver for the next call.
 #[test]
 fn a_call_stopped_by_the_tenants_budget_spends_it_on_a_busy_machine_too() {
     let _serial = serial();
-    let tenant = runtime().tenant(
-        "busy-machine",
-        &TenantLimits {
-            cpu_ms_per_run: Some(300),
-            ..TenantLimits::default()
-        },
-    );
+    let tenant = cpu_budgeted("busy-machine", 300);
     let run = tenant.start_run();
     let mut session = hostile(10_000).with_tenant(Some(run.clone()));
     let stop = AtomicBool::new(false);
@@ -98,13 +101,7 @@ fn orders(rows: usize) -> RecordBatch {
 #[test]
 fn a_tenants_cpu_budget_is_shared_by_its_steps_and_stops_the_run() {
     let _serial = serial();
-    let tenant = runtime().tenant(
-        "budgeted",
-        &TenantLimits {
-            cpu_ms_per_run: Some(300),
-            ..TenantLimits::default()
-        },
-    );
+    let tenant = cpu_budgeted("budgeted", 300);
     let run = tenant.start_run();
     // Two steps of one run, each with a call budget far above the tenant's run budget.
     let mut first = hostile(10_000).with_tenant(Some(run.clone()));
