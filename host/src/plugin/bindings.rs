@@ -12,7 +12,9 @@ pub mod validator {
     });
 }
 
-pub use transformer::weir::plugin::types::{CheckResult, ErrorKind, PluginError as GuestError};
+pub use transformer::weir::plugin::types::{
+    CheckResult, ErrorKind, PluginError as GuestError, Validation,
+};
 
 /// Export names by which the host recognises each world.
 pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.0";

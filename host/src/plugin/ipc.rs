@@ -8,22 +8,25 @@ use arrow::buffer::Buffer;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::ipc::reader::{StreamDecoder, StreamReader};
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::{StreamEncoder, StreamWriter};
+
+/// The stream of one batch as its ordered segments: the framing, and the batch's own
+/// buffers (not copied) in between. Their bytes in order are the IPC stream.
+pub fn encode_batch_segments(batch: &RecordBatch) -> Result<Vec<Buffer>, ArrowError> {
+    let mut encoder = StreamEncoder::try_new(batch.schema_ref())?;
+    let mut segments = encoder.encode(batch)?;
+    segments.extend(encoder.finish()?);
+    Ok(segments)
+}
 
 #[cfg(test)]
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
-    encode_batch_into(batch, &mut out)?;
-    Ok(out)
-}
-
-/// Encode into `out`, replacing what it held. A session passes the same buffer for every
-/// batch: a fresh multi-MiB buffer per batch cost a page fault per 4 KiB page each time.
-pub fn encode_batch_into(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), ArrowError> {
-    out.clear();
-    let mut writer = StreamWriter::try_new(out, batch.schema_ref())?;
-    writer.write(batch)?;
-    writer.finish()
+    let segments = encode_batch_segments(batch)?;
+    Ok(segments
+        .iter()
+        .flat_map(|s| s.as_slice())
+        .copied()
+        .collect())
 }
 
 pub fn encode_schema(schema: &Schema) -> Result<Vec<u8>, ArrowError> {
@@ -87,6 +90,18 @@ mod tests {
         let mut out = bytes.to_vec();
         out[at[0]..at[0] + to.len()].copy_from_slice(to);
         out
+    }
+
+    #[test]
+    fn segments_make_the_stream_a_stream_writer_writes() {
+        let mut written = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut written, batch().schema_ref()).unwrap();
+        writer.write(&batch()).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        let segments = encode_batch_segments(&batch()).unwrap();
+        assert!(segments.len() > 2, "framing and the batch's buffers apart");
+        assert_eq!(encode_batch(&batch()).unwrap(), written);
     }
 
     #[test]

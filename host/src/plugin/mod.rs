@@ -17,6 +17,7 @@ mod cache;
 mod error;
 pub(crate) mod ipc;
 mod limits;
+mod lower;
 pub mod manifest;
 mod runtime;
 mod sandbox;

@@ -3,12 +3,16 @@
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::datatypes::{Schema, SchemaRef};
+use wasmtime::component::{Func, Instance, Lift, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::bindings::transformer::Transformer;
 use super::bindings::validator::Validator;
-use super::bindings::{CheckResult, ErrorKind, GuestError};
+use super::bindings::{
+    CheckResult, ErrorKind, GuestError, TRANSFORM_EXPORT, VALIDATE_EXPORT, Validation,
+};
 use super::error::Cause;
+use super::lower::Stream;
 use super::runtime::TimedEngine;
 use super::sandbox::StoreState;
 use super::tenant::TenantRun;
@@ -27,18 +31,27 @@ pub(super) fn new_store(engine: &TimedEngine, policy: &StepPolicy) -> Store<Stor
 
 type CallResult<R> = wasmtime::Result<Result<R, GuestError>>;
 
-/// The world-specific part of a session: how to instantiate and initialise it.
+/// The world-specific part of a session: how to instantiate and initialise it, and its
+/// per-batch function, `func(batch: list<u8>) -> result<Output, plugin-error>`.
 trait World: Sized {
-    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self>;
+    /// The interface the world exports, and its per-batch function's name in it.
+    const EXPORT: &str;
+    const BATCH_FUNC: &str;
+    type Output: Lift + 'static;
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<(Self, Instance)>;
     fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()>;
 }
 
 impl World for Transformer {
-    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
-        match pre {
-            Pre::Transformer(pre) => pre.instantiate(store),
-            Pre::Validator(_) => unreachable!("checked when the session was made"),
-        }
+    const EXPORT: &str = TRANSFORM_EXPORT;
+    const BATCH_FUNC: &str = "transform";
+    type Output = Vec<u8>;
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<(Self, Instance)> {
+        let Pre::Transformer(pre) = pre else {
+            unreachable!("checked when the session was made")
+        };
+        let instance = pre.instance_pre().instantiate(&mut *store)?;
+        Ok((Transformer::new(store, &instance)?, instance))
     }
     fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()> {
         self.weir_plugin_transform().call_init(store, config)
@@ -46,20 +59,42 @@ impl World for Transformer {
 }
 
 impl World for Validator {
-    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<Self> {
-        match pre {
-            Pre::Validator(pre) => pre.instantiate(store),
-            Pre::Transformer(_) => unreachable!("checked when the session was made"),
-        }
+    const EXPORT: &str = VALIDATE_EXPORT;
+    const BATCH_FUNC: &str = "validate";
+    type Output = Validation;
+    fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<(Self, Instance)> {
+        let Pre::Validator(pre) = pre else {
+            unreachable!("checked when the session was made")
+        };
+        let instance = pre.instance_pre().instantiate(&mut *store)?;
+        Ok((Validator::new(store, &instance)?, instance))
     }
     fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()> {
         self.weir_plugin_validate().call_init(store, config)
     }
 }
 
+/// The world's per-batch function in `instance`, type-checked against [`World::Output`]
+/// with [`Stream`] as its argument.
+fn batch_func<W: World>(
+    store: &mut Store<StoreState>,
+    instance: &Instance,
+) -> wasmtime::Result<Func> {
+    let missing = || wasmtime::format_err!("{} exports no `{}`", W::EXPORT, W::BATCH_FUNC);
+    let export = instance.get_export_index(&mut *store, None, W::EXPORT);
+    let index = instance.get_export_index(&mut *store, export.as_ref(), W::BATCH_FUNC);
+    let func = index
+        .and_then(|index| instance.get_func(&mut *store, index))
+        .ok_or_else(missing)?;
+    func.typed::<(Stream<'static>,), (Result<W::Output, GuestError>,)>(&*store)?;
+    Ok(func)
+}
+
 struct Live<W> {
     store: Store<StoreState>,
     guest: W,
+    /// [`World::BATCH_FUNC`], type-checked by [`batch_func`].
+    batch: Func,
 }
 
 struct Session<W> {
@@ -68,8 +103,6 @@ struct Session<W> {
     policy: StepPolicy,
     tenant: Option<TenantRun>,
     live: Option<Live<W>>,
-    /// The IPC buffer every batch is encoded into on its way in, reused across batches.
-    input: Vec<u8>,
 }
 
 impl<W: World> Session<W> {
@@ -80,29 +113,35 @@ impl<W: World> Session<W> {
             policy,
             tenant: None,
             live: None,
-            input: Vec::new(),
         }
     }
 
-    /// Encode `batch` as the call's input (unless `ipc`, its encoding, is given) and run one
-    /// guest call with it (see [`Self::call`]).
-    fn call_with<R>(
+    /// Call the world's per-batch function on `batch`, sent as `ipc` (its encoding) if
+    /// given, else encoded straight into the guest's memory (see [`Stream`]).
+    fn call_batch(
         &mut self,
         number: u64,
         batch: &RecordBatch,
         ipc: Option<&[u8]>,
-        f: impl FnOnce(&W, &mut Store<StoreState>, &[u8]) -> CallResult<R>,
-    ) -> Result<R, PluginError> {
-        if let Some(ipc) = ipc {
-            return self.call(Some(number), |guest, store| f(guest, store, ipc));
-        }
-        let mut input = std::mem::take(&mut self.input);
-        let result = match ipc::encode_batch_into(batch, &mut input) {
-            Ok(()) => self.call(Some(number), |guest, store| f(guest, store, &input)),
-            Err(e) => Err(self.plugin.error(Some(number), Cause::Input(e.to_string()))),
+    ) -> Result<W::Output, PluginError> {
+        let segments;
+        let stream = match ipc {
+            Some(bytes) => Stream::Bytes(bytes),
+            None => {
+                segments = ipc::encode_batch_segments(batch)
+                    .map_err(|e| self.plugin.error(Some(number), Cause::Input(e.to_string())))?;
+                Stream::Segments(&segments)
+            }
         };
-        self.input = input;
-        result
+        self.call(Some(number), |live| {
+            // SAFETY: `batch_func` type-checked this signature when the instance started.
+            let typed = unsafe {
+                TypedFunc::<(Stream<'_>,), (Result<W::Output, GuestError>,)>::new_unchecked(
+                    live.batch,
+                )
+            };
+            Ok(typed.call(&mut live.store, (stream,))?.0)
+        })
     }
 
     /// The epoch deadline that falls `budget` from now.
@@ -147,7 +186,7 @@ impl<W: World> Session<W> {
     fn call<R>(
         &mut self,
         batch: Option<u64>,
-        f: impl FnOnce(&W, &mut Store<StoreState>) -> CallResult<R>,
+        f: impl FnOnce(&mut Live<W>) -> CallResult<R>,
     ) -> Result<R, PluginError> {
         if self.live.is_none() {
             self.governed(None, |session, ticks| session.start(ticks))?;
@@ -159,14 +198,21 @@ impl<W: World> Session<W> {
     fn start(&mut self, ticks: u64) -> Result<(), PluginError> {
         let mut store = new_store(&self.plugin.0.engine, &self.policy);
         store.set_epoch_deadline(ticks);
-        let started = W::instantiate(&self.plugin.0.pre, &mut store)
-            .and_then(|guest| Ok((guest.init(&mut store, &self.config)?, guest)));
+        let started =
+            W::instantiate(&self.plugin.0.pre, &mut store).and_then(|(guest, instance)| {
+                let batch = batch_func::<W>(&mut store, &instance)?;
+                Ok((guest.init(&mut store, &self.config)?, guest, batch))
+            });
         match started {
-            Ok((Ok(()), guest)) => {
-                self.live = Some(Live { store, guest });
+            Ok((Ok(()), guest, batch)) => {
+                self.live = Some(Live {
+                    store,
+                    guest,
+                    batch,
+                });
                 Ok(())
             }
-            Ok((Err(e), _)) => Err(self.plugin.error(None, returned(e))),
+            Ok((Err(e), ..)) => Err(self.plugin.error(None, returned(e))),
             Err(e) => Err(self.plugin.error(None, classify(&e, &store, &self.policy))),
         }
     }
@@ -175,11 +221,11 @@ impl<W: World> Session<W> {
         &mut self,
         batch: Option<u64>,
         ticks: u64,
-        f: impl FnOnce(&W, &mut Store<StoreState>) -> CallResult<R>,
+        f: impl FnOnce(&mut Live<W>) -> CallResult<R>,
     ) -> Result<R, PluginError> {
         let live = self.live.as_mut().expect("started before a call");
         live.store.set_epoch_deadline(ticks);
-        let outcome = f(&live.guest, &mut live.store);
+        let outcome = f(live);
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
@@ -276,8 +322,9 @@ impl TransformSession {
         let plugin = self.session.plugin.clone();
         let bytes = ipc::encode_schema(input)
             .map_err(|e| plugin.error(None, Cause::Input(e.to_string())))?;
-        let out = self.session.call(None, |g, s| {
-            g.weir_plugin_transform().call_output_schema(s, &bytes)
+        let out = self.session.call(None, |live| {
+            let transform = live.guest.weir_plugin_transform();
+            transform.call_output_schema(&mut live.store, &bytes)
         })?;
         let schema =
             ipc::decode_schema(&out).map_err(|e| plugin.error(None, Cause::BadOutput(e)))?;
@@ -305,9 +352,7 @@ impl TransformSession {
         let plugin = self.session.plugin.clone();
         let fail = |cause| plugin.error(Some(number), cause);
 
-        let out = self.session.call_with(number, batch, ipc, |g, s, input| {
-            g.weir_plugin_transform().call_transform(s, input)
-        })?;
+        let out = self.session.call_batch(number, batch, ipc)?;
         let out = Buffer::from_vec(out);
         let output = ipc::decode_batch(out.clone()).map_err(|e| fail(Cause::BadOutput(e)))?;
         if let Some(difference) = schema_difference(&declared, output.schema_ref()) {
@@ -368,9 +413,7 @@ impl ValidateSession {
         let number = self.batches;
         self.batches += 1;
         let plugin = self.session.plugin.clone();
-        let validation = self.session.call_with(number, batch, ipc, |g, s, input| {
-            g.weir_plugin_validate().call_validate(s, input)
-        })?;
+        let validation = self.session.call_batch(number, batch, ipc)?;
         let rows = batch.num_rows();
         for check in &validation.checks {
             if let Some(&row) = check.failing_rows.iter().find(|&&r| r as usize >= rows) {
