@@ -148,3 +148,22 @@ fn a_crash_between_two_sink_commits_duplicates_nothing() {
 fn a_crash_after_the_sink_commits_before_the_state_duplicates_nothing() {
     assert_exactly_once_after_crash("after_sink_commit");
 }
+
+/// A load's Parquet files are finished (last row group and footer written) before any sink
+/// commits, beside the other sinks' writing: killed at `before_sink_commit`, the staging
+/// area already holds every row of the load in readable files.
+#[test]
+fn parquet_files_are_finished_before_any_sink_commits() {
+    let project = Project::new();
+    let data = orders(1, 300, 0);
+    project.write_data("a.csv", &data);
+    let pipeline = project.pipeline("quarantine", &format!("{SQLITE_APPEND}{PARQUET_BY_MONTH}"));
+    let crashed = project.run(&pipeline, Some("before_sink_commit"));
+    assert_eq!(crashed.status.code(), None, "{}", stderr(&crashed));
+    let expected = once(data.iter().filter(|o| o.loads()).map(|o| o.id));
+    assert_eq!(parquet_ids(&project.path("lake/_weir_staging")), expected);
+    assert!(
+        parquet_ids(&project.path("lake")).is_empty(),
+        "nothing committed yet"
+    );
+}

@@ -4,7 +4,8 @@
 //!    same cursor range, same load id); otherwise the files not yet consumed, past the
 //!    watermark.
 //! 2. Stream: extract → transform plugins → validator plugins + built-in checks → sinks
-//!    (each sink's load open: one SQL transaction, or staged objects).
+//!    (each sink's load open: one SQL transaction, or staged objects). When the stream
+//!    ends, every sink finishes writing its load (Parquet files closed) side by side.
 //! 3. Record the pending load in the state store (flushed), then commit every sink (data and
 //!    load marker together), then commit the state: watermark, consumed files, run record.
 //!    A crash anywhere leaves either nothing visible or a pending load whose replay skips the

@@ -58,12 +58,13 @@ impl SinkWriter {
                 if let Some(load) = written.load.as_mut()
                     && let Err(e) = load.write(&batch).await
                 {
-                    let load = written.load.take().expect("present");
-                    if let Err(abort) = load.abort().await {
-                        tracing::warn!("sink `{}`: could not abort the load: {abort}", sink.name());
-                    }
-                    return Err(e);
+                    return Err(aborted(sink.name(), &mut written, e).await);
                 }
+            }
+            if let Some(load) = written.load.as_mut()
+                && let Err(e) = load.prepare().await
+            {
+                return Err(aborted(sink.name(), &mut written, e).await);
             }
             Ok(written)
         });
@@ -118,4 +119,14 @@ impl SinkWriter {
             tracing::warn!("sink `{}`: could not abort the load: {e}", self.name);
         }
     }
+}
+
+/// `error`, after aborting the load it stopped.
+async fn aborted(sink: &str, written: &mut Written, error: LoadError) -> LoadError {
+    if let Some(load) = written.load.take()
+        && let Err(abort) = load.abort().await
+    {
+        tracing::warn!("sink `{sink}`: could not abort the load: {abort}");
+    }
+    error
 }

@@ -49,6 +49,12 @@ pub trait Sink: Send + Sync {
 #[async_trait]
 pub trait SinkLoad: Send {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), LoadError>;
+    /// Finish writing, once every batch is written and before any sink of the run commits:
+    /// the slow work of closing a load (a Parquet file's last row group and footer) runs
+    /// here, beside the other sinks', rather than between one sink's commit and the next.
+    async fn prepare(&mut self) -> Result<(), LoadError> {
+        Ok(())
+    }
     /// Make the load visible, data and marker together; returns rows loaded.
     async fn commit(self: Box<Self>) -> Result<u64, LoadError>;
     /// Drop everything written (nothing of the load stays visible).

@@ -184,13 +184,21 @@ impl SinkLoad for ParquetLoad {
         result
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<u64, LoadError> {
+    async fn prepare(&mut self) -> Result<(), LoadError> {
         if self.failed {
             return Err(crate::load::failed_earlier(&self.io.sink));
         }
         for index in 0..self.partitions.len() {
-            self.finish_file(index).await?;
+            let finished = self.finish_file(index).await;
+            self.failed = finished.is_err();
+            finished?;
         }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64, LoadError> {
+        // Files still open if `prepare` was not called.
+        self.prepare().await?;
         // From here on only `Sync` parts are used (the writers are closed), so the future
         // stays `Send`.
         let ParquetLoad {
