@@ -5,7 +5,9 @@
 //! - A [`Plugin`] is a component ready to instantiate (`InstancePre`), identified by sha256.
 //! - A session ([`TransformSession`], [`ValidateSession`]) is one instance used for a stream
 //!   of batches, under a [`StepPolicy`]: memory cap, time budget per call, capability grants.
-//!   Any failure throws the instance away; the next call starts a fresh one.
+//!   Any failure throws the instance away; the next call starts a fresh one. A batch goes
+//!   in as an Arrow IPC stream written straight into the guest's memory (`lower`); what
+//!   comes back is validated in full before the host uses it (`ipc`).
 //! - A component's [`Manifest`] (`weir-plugin.toml`, embedded by `host plugin build`) names
 //!   it and declares the capabilities it asks for. Loading refuses an import the sandbox
 //!   never provides or one needing a capability the manifest does not declare;
