@@ -91,6 +91,7 @@ path = "out/state"
     let mut peer_runs: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); engines.len()];
     for round in 1..=RUNS {
         let _ = std::fs::remove_dir_all(dir.join("out"));
+        settle();
         let weir_run = run_measured(
             Command::new(env!("CARGO_BIN_EXE_host"))
                 .args(["run", "--quiet"])
@@ -107,6 +108,7 @@ path = "out/state"
             let parquet = dir.join(format!("{engine}.parquet"));
             // The seed appends to the table: each round starts from no database.
             let _ = std::fs::remove_file(&db);
+            settle();
             let report = run_peer(
                 &python,
                 "transform_orders.py",

@@ -98,6 +98,13 @@ pub fn write_csv(rows: usize, path: &Path) {
     }
 }
 
+/// Write every dirty page back to disk first, so that a timed run does not share the disk
+/// with the write-back of what the run before it (or the input's generation) wrote.
+pub fn settle() {
+    let status = Command::new("sync").status().expect("run sync");
+    assert!(status.success(), "sync failed");
+}
+
 /// Run a command to its end, polling its peak RSS; (seconds, peak RSS MiB).
 pub fn run_measured(command: &mut Command) -> (Duration, u64) {
     let started = Instant::now();
