@@ -18,7 +18,7 @@ pub fn pipeline_file(src: &str) {
 }
 
 /// Decode a plugin's output and check it against the schema it declared (a few columns
-/// of common types).
+/// of common types); what decodes must be valid by Arrow's own full validation.
 pub fn plugin_output(bytes: Vec<u8>) {
     let declared = Schema::new(vec![
         Field::new("order_id", DataType::Int64, false),
@@ -26,6 +26,12 @@ pub fn plugin_output(bytes: Vec<u8>) {
         Field::new("total_usd", DataType::Float64, true),
     ]);
     if let Ok(batch) = ipc::decode_batch(bytes.into()) {
+        // What the decoder's own validation accepts, Arrow's must too.
+        for column in batch.columns() {
+            if let Err(e) = column.to_data().validate_full() {
+                panic!("decode_batch accepted an array Arrow rejects: {e}");
+            }
+        }
         let _ = session::schema_difference(&declared, batch.schema_ref());
     }
 }
