@@ -76,8 +76,11 @@ fn read_unvalidated(bytes: &Buffer) -> Result<RecordBatch, ArrowError> {
             .and_then(|end| end.checked_add(body_len))
             .filter(|&end| end <= bytes.len())
             .ok_or_else(|| error("a message runs past the end of the stream"))?;
-        let decoder = match (message.header_type(), &mut decoder) {
-            (MessageHeader::Schema, None) => {
+        match message.header_type() {
+            MessageHeader::Schema if decoder.is_some() => {
+                return Err(error("the stream holds two schemas"));
+            }
+            MessageHeader::Schema => {
                 let schema = message
                     .header_as_schema()
                     .ok_or_else(|| error("unreadable schema"))?;
@@ -86,38 +89,34 @@ fn read_unvalidated(bytes: &Buffer) -> Result<RecordBatch, ArrowError> {
                 decoder = Some(unsafe {
                     FileDecoder::new(schema, message.version()).with_skip_validation(true)
                 });
-                None
             }
-            (MessageHeader::Schema, Some(_)) => return Err(error("the stream holds two schemas")),
-            (_, None) => return Err(error("the stream holds no schema")),
-            (_, Some(decoder)) => Some(decoder),
-        };
-        if let Some(decoder) = decoder {
-            let message_bytes = bytes.slice(at);
-            match message.header_type() {
-                // A delta is concatenated to the dictionary before it: that would read
-                // values not yet validated. One batch's stream never needs one.
-                MessageHeader::DictionaryBatch
-                    if message
-                        .header_as_dictionary_batch()
-                        .is_none_or(|d| d.isDelta()) =>
-                {
-                    return Err(error("the stream holds a delta dictionary"));
-                }
-                MessageHeader::DictionaryBatch => {
-                    decoder.read_dictionary(&block, &message_bytes)?
-                }
-                MessageHeader::RecordBatch if batch.is_some() => {
-                    return Err(error("the stream holds more than one record batch"));
-                }
-                MessageHeader::RecordBatch => {
+            // A delta is concatenated to the dictionary before it: that would read values
+            // not yet validated. One batch's stream never needs one.
+            MessageHeader::DictionaryBatch
+                if message
+                    .header_as_dictionary_batch()
+                    .is_none_or(|d| d.isDelta()) =>
+            {
+                return Err(error("the stream holds a delta dictionary"));
+            }
+            MessageHeader::RecordBatch if batch.is_some() => {
+                return Err(error("the stream holds more than one record batch"));
+            }
+            header @ (MessageHeader::DictionaryBatch | MessageHeader::RecordBatch) => {
+                let decoder = decoder
+                    .as_mut()
+                    .ok_or_else(|| error("the stream holds no schema"))?;
+                let message_bytes = bytes.slice(at);
+                if header == MessageHeader::RecordBatch {
                     batch = decoder.read_record_batch(&block, &message_bytes)?;
+                } else {
+                    decoder.read_dictionary(&block, &message_bytes)?;
                 }
-                other => {
-                    return Err(ArrowError::IpcError(format!(
-                        "unexpected {other:?} message"
-                    )));
-                }
+            }
+            other => {
+                return Err(ArrowError::IpcError(format!(
+                    "unexpected {other:?} message"
+                )));
             }
         }
         at = whole;
@@ -271,12 +270,7 @@ mod tests {
         // SAFETY: only encoded, never read as values here.
         let array = arrow::array::make_array(unsafe { data.build_unchecked() });
         let batch = RecordBatch::try_from_iter([("c", array)]).unwrap();
-        let mut out = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut out, batch.schema_ref()).unwrap();
-        writer.write(&batch).unwrap();
-        writer.finish().unwrap();
-        drop(writer);
-        out
+        encode_batch(&batch).unwrap()
     }
 
     #[test]
