@@ -56,6 +56,7 @@ fn main() {
             .iter()
             .map(|b| {
                 orders_transform::transform_orders(b, Default::default())
+                    .and_then(|output| output.into_batch())
                     .unwrap()
                     .num_rows()
             })

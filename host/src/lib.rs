@@ -24,7 +24,7 @@
 //! - `fuzz` — the entry points of the fuzz targets in `fuzz/` (pipeline files, plugin
 //!   output, CSV/NDJSON).
 //!
-//! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.0`); plugin authors
+//! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.1`); plugin authors
 //! write against the `weir-sdk` crate.
 
 pub mod alloc;

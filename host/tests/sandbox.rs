@@ -127,6 +127,54 @@ fn output_that_is_not_arrow_ipc_is_rejected() {
 }
 
 #[test]
+fn an_answer_by_columns_that_does_not_add_up_is_rejected() {
+    // The three-row batch has two columns (`id`, `attack`).
+    for (name, expected) in [
+        ("keep_short", "its keep bitmap has 0 bytes for 3 input rows"),
+        (
+            "bad_input_column",
+            "it names input column 2, but the input has 2",
+        ),
+        (
+            "bad_computed_column",
+            "it names computed column 0, but it computed 0",
+        ),
+        (
+            "computed_rows",
+            "its computed columns have 6 rows, but it keeps 3 of 3 input rows",
+        ),
+    ] {
+        let (error, _) = attack(name, policy(10_000, 256));
+        assert!(
+            matches!(error.cause, Cause::BadColumns(_)),
+            "{name}: {error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("its answer by columns (`transform-columns`) is unusable")
+                && message.contains(expected),
+            "{name}: {message}"
+        );
+    }
+    let (error, _) = attack("columns_garbage", policy(10_000, 256));
+    assert!(matches!(error.cause, Cause::BadOutput(_)), "{error}");
+}
+
+#[test]
+fn a_whole_answer_comes_with_its_stream() {
+    // Answering with every row and every column computed, in order, is a whole batch: its
+    // IPC stream is kept, to go to the next plugin as it is.
+    let mut session = session(StepPolicy::default());
+    let input = batch("none");
+    let (output, stream) = session.transform_ipc(&input, None).unwrap();
+    assert_eq!(output, input);
+    let stream = stream.expect("a whole answer's stream");
+    let decoded = arrow::ipc::reader::StreamReader::try_new(stream.as_slice(), None).unwrap();
+    let decoded: Vec<RecordBatch> = decoded.map(Result::unwrap).collect();
+    assert_eq!(decoded, vec![output]);
+}
+
+#[test]
 fn more_rows_than_allowed_are_rejected() {
     let (error, _) = attack("extra_rows", policy(10_000, 256));
     assert!(

@@ -4,11 +4,12 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
+use crate::output::Source;
 use crate::{Config, Error, ErrorKind, Transform, Validator, ipc};
 
 pub mod transformer {
     wit_bindgen::generate!({
-        world: "transformer",
+        world: "column-transformer",
         path: "../wit",
         pub_export_macro: true,
         default_bindings_module: "weir_sdk::__private::transformer",
@@ -27,6 +28,7 @@ pub mod validator {
 }
 
 use transformer::exports::weir::plugin::transform as t;
+use transformer::exports::weir::plugin::transform_columns as tc;
 use validator::exports::weir::plugin::validate as v;
 
 thread_local! {
@@ -97,10 +99,35 @@ impl<T: Transform> t::Guest for TransformAdapter<T> {
         Ok(ipc::encode_schema(&output).map_err(|e| Error::internal(e.to_string()))?)
     }
 
+    /// For hosts of 0.1.0: the whole output batch.
     fn transform(batch: Vec<u8>) -> Result<Vec<u8>, t::PluginError> {
         let input = ipc::decode_host_batch(batch).map_err(Error::from)?;
-        let output = with_state(|p: &mut T| p.transform(input))?;
+        let output = with_state(|p: &mut T| p.transform(input))?.into_batch()?;
         Ok(ipc::encode_batch(&output).map_err(|e| Error::internal(e.to_string()))?)
+    }
+}
+
+impl<T: Transform> tc::Guest for TransformAdapter<T> {
+    fn transform(batch: Vec<u8>) -> Result<tc::Transformed, tc::PluginError> {
+        let input = ipc::decode_host_batch(batch).map_err(Error::from)?;
+        let output = with_state(|p: &mut T| p.transform(input.clone()))?;
+        let parts = output.into_parts(&input)?;
+        let computed =
+            ipc::encode_batch(&parts.computed).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(tc::Transformed {
+            keep: parts.keep,
+            computed,
+            columns: parts
+                .sources
+                .into_iter()
+                .map(|source| match source {
+                    Source::Input(i) => transformer::weir::plugin::types::ColumnSource::Input(i),
+                    Source::Computed(i) => {
+                        transformer::weir::plugin::types::ColumnSource::Computed(i)
+                    }
+                })
+                .collect(),
+        })
     }
 }
 

@@ -1,17 +1,17 @@
 //! # weir-sdk
 //!
 //! Write a Weir plugin as a plain Rust type over Arrow [`RecordBatch`]es; the SDK owns the
-//! WebAssembly interface (`weir:plugin@0.1.0`, generated with wit-bindgen) and the Arrow IPC
+//! WebAssembly interface (`weir:plugin@0.1.1`, generated with wit-bindgen) and the Arrow IPC
 //! encoding, so a plugin contains neither.
 //!
 //! ```ignore
-//! use weir_sdk::{Config, Error, Transform, arrow::array::RecordBatch};
+//! use weir_sdk::{Config, Error, Output, Transform, arrow::array::RecordBatch};
 //!
 //! struct Passthrough;
 //!
 //! impl Transform for Passthrough {
 //!     fn new(_config: Config) -> Result<Self, Error> { Ok(Passthrough) }
-//!     fn transform(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> { Ok(batch) }
+//!     fn transform(&mut self, batch: RecordBatch) -> Result<Output, Error> { Ok(batch.into()) }
 //! }
 //!
 //! weir_sdk::export_transform!(Passthrough);
@@ -26,8 +26,10 @@ extern crate self as weir_sdk;
 mod adapter;
 mod error;
 pub mod ipc;
+mod output;
 
 pub use error::{Error, ErrorKind};
+pub use output::Output;
 
 /// The Arrow crates a plugin needs, re-exported so that versions always match the SDK's.
 pub mod arrow {
@@ -70,8 +72,10 @@ pub trait Transform: Sized + 'static {
     /// Called once per step, with the step's settings.
     fn new(config: Config) -> Result<Self, Error>;
 
-    /// Transform one batch.
-    fn transform(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error>;
+    /// Transform one batch: answer with a batch (`Ok(batch.into())`) or, cheaper for a
+    /// transform that keeps the input's columns, with the rows kept and the columns set
+    /// ([`Output::select`]).
+    fn transform(&mut self, batch: RecordBatch) -> Result<Output, Error>;
 
     /// The schema this transform produces for input of `input` schema. The default runs
     /// [`Transform::transform`] on an empty batch, which is right for any transform built

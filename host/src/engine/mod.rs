@@ -390,7 +390,7 @@ async fn attempt(
                     fault.at("plugin");
                     let input = ipc.as_deref();
                     let out = tokio::task::block_in_place(|| session.transform_ipc(&batch, input))?;
-                    (batch, ipc) = (out.0, Some(out.1));
+                    (batch, ipc) = out;
                 }
                 summary.rows_rejected += (read - batch.num_rows()) as u64;
 

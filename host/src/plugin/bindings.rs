@@ -13,9 +13,33 @@ pub mod validator {
 }
 
 pub use transformer::weir::plugin::types::{
-    CheckResult, ErrorKind, PluginError as GuestError, Validation,
+    CheckResult, ColumnSource, ErrorKind, PluginError as GuestError, Transformed, Validation,
 };
 
-/// Export names by which the host recognises each world.
-pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.0";
-pub const VALIDATE_EXPORT: &str = "weir:plugin/validate@0.1.0";
+/// Export names by which the host recognises each world. Lookups find any 0.1.x version
+/// (wasmtime matches semver-compatible names); see [`exports`] for listing them.
+pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.1";
+pub const VALIDATE_EXPORT: &str = "weir:plugin/validate@0.1.1";
+/// Optional (since 0.1.1): a transformer's answer by columns.
+pub const COLUMNS_EXPORT: &str = "weir:plugin/transform-columns@0.1.1";
+
+/// Whether a component's export `name` is `ours` at a compatible version (any 0.1.x).
+pub fn exports(name: &str, ours: &str) -> bool {
+    let track = |n: &str| n.rsplit_once('.').map(|(track, _)| track.to_string());
+    track(name).is_some() && track(name) == track(ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{COLUMNS_EXPORT, TRANSFORM_EXPORT, exports};
+
+    #[test]
+    fn any_0_1_version_of_an_interface_is_ours() {
+        assert!(exports("weir:plugin/transform@0.1.0", TRANSFORM_EXPORT));
+        assert!(exports("weir:plugin/transform@0.1.9", TRANSFORM_EXPORT));
+        assert!(!exports("weir:plugin/transform@0.2.0", TRANSFORM_EXPORT));
+        assert!(!exports("weir:plugin/transform", TRANSFORM_EXPORT));
+        assert!(!exports("weir:plugin/transform-columns@0.1.1", TRANSFORM_EXPORT));
+        assert!(exports("weir:plugin/transform-columns@0.1.1", COLUMNS_EXPORT));
+    }
+}

@@ -47,6 +47,8 @@ pub enum Cause {
     Returned { kind: String, message: String },
     #[error("its output is not one Arrow IPC record batch: {0}")]
     BadOutput(String),
+    #[error("its answer by columns (`transform-columns`) is unusable: {0}")]
+    BadColumns(String),
     #[error("its output schema does not match the schema it declared: {0}")]
     SchemaMismatch(String),
     #[error("it returned {output} rows for {input} input rows; this step allows {policy}")]

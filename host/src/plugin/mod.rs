@@ -7,7 +7,10 @@
 //!   of batches, under a [`StepPolicy`]: memory cap, time budget per call, capability grants.
 //!   Any failure throws the instance away; the next call starts a fresh one. A batch goes
 //!   in as an Arrow IPC stream written straight into the guest's memory (`lower`); what
-//!   comes back is validated in full before the host uses it (`ipc`).
+//!   comes back is validated in full before the host uses it (`ipc`). A transform that
+//!   answers by columns (`transform-columns`, since 0.1.1) sends back only the rows it
+//!   keeps and the columns it computed; the host filters its own copy of the input's
+//!   columns for the rest (`columns`).
 //! - A component's [`Manifest`] (`weir-plugin.toml`, embedded by `host plugin build`) names
 //!   it and declares the capabilities it asks for. Loading refuses an import the sandbox
 //!   never provides or one needing a capability the manifest does not declare;
@@ -16,6 +19,7 @@
 mod bindings;
 pub mod build;
 mod cache;
+mod columns;
 mod error;
 pub(crate) mod ipc;
 mod limits;

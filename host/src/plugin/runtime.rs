@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{TRANSFORM_EXPORT, VALIDATE_EXPORT};
+use super::bindings::{self, TRANSFORM_EXPORT, VALIDATE_EXPORT};
 use super::cache::ComponentCache;
 use super::error::{Cause, PluginError};
 use super::manifest::Manifest;
@@ -131,9 +131,15 @@ impl Runtime {
             .exports(&self.engine.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let kind = if exports.iter().any(|e| e == TRANSFORM_EXPORT) {
+        let kind = if exports
+            .iter()
+            .any(|e| bindings::exports(e, TRANSFORM_EXPORT))
+        {
             PluginKind::Transformer
-        } else if exports.iter().any(|e| e == VALIDATE_EXPORT) {
+        } else if exports
+            .iter()
+            .any(|e| bindings::exports(e, VALIDATE_EXPORT))
+        {
             PluginKind::Validator
         } else {
             return Err(fail(Cause::Load(format!(

@@ -40,7 +40,7 @@ const BASELINE: &[&str] = &[
     "wasi:cli/",
     "wasi:filesystem/",
     "wasi:random/insecure-seed@",
-    TYPES_INTERFACE,
+    "weir:plugin/types@0.1.",
 ];
 
 const CAPABILITIES: &[(&str, Capability)] = &[
@@ -49,7 +49,8 @@ const CAPABILITIES: &[(&str, Capability)] = &[
     ("wasi:random/insecure@", Capability::Random),
 ];
 
-pub const TYPES_INTERFACE: &str = "weir:plugin/types@0.1.0";
+/// The plugin interface's types (defined in the linker; it serves imports of any 0.1.x).
+pub const TYPES_INTERFACE: &str = "weir:plugin/types@0.1.1";
 
 pub fn classify(import: &str) -> Import {
     if BASELINE.iter().any(|p| import.starts_with(p)) {
@@ -200,6 +201,7 @@ mod tests {
             "wasi:filesystem/preopens@0.2.6",
             "wasi:random/insecure-seed@0.2.6",
             "weir:plugin/types@0.1.0",
+            "weir:plugin/types@0.1.1",
         ] {
             assert_eq!(classify(std_guest), Import::Baseline, "{std_guest}");
         }

@@ -9,14 +9,15 @@ use wasmtime::{Store, Trap};
 use super::bindings::transformer::Transformer;
 use super::bindings::validator::Validator;
 use super::bindings::{
-    CheckResult, ErrorKind, GuestError, TRANSFORM_EXPORT, VALIDATE_EXPORT, Validation,
+    COLUMNS_EXPORT, CheckResult, ErrorKind, GuestError, TRANSFORM_EXPORT, Transformed,
+    VALIDATE_EXPORT, Validation,
 };
 use super::error::Cause;
 use super::lower::Stream;
 use super::runtime::TimedEngine;
 use super::sandbox::StoreState;
 use super::tenant::TenantRun;
-use super::{Plugin, PluginError, Pre, StepPolicy, ipc};
+use super::{Plugin, PluginError, Pre, StepPolicy, columns, ipc};
 
 pub(super) fn new_store(engine: &TimedEngine, policy: &StepPolicy) -> Store<StoreState> {
     let state = StoreState::new(&policy.limits, &policy.grants);
@@ -32,20 +33,44 @@ pub(super) fn new_store(engine: &TimedEngine, policy: &StepPolicy) -> Store<Stor
 type CallResult<R> = wasmtime::Result<Result<R, GuestError>>;
 
 /// The world-specific part of a session: how to instantiate and initialise it, and its
-/// per-batch function, `func(batch: list<u8>) -> result<Output, plugin-error>`.
+/// per-batch function, `func(batch: list<u8>) -> result<_, plugin-error>`.
 trait World: Sized {
-    /// The interface the world exports, and its per-batch function's name in it.
-    const EXPORT: &str;
-    const BATCH_FUNC: &str;
-    type Output: Lift + 'static;
+    /// What the per-batch function answers.
+    type Output;
+    /// The per-batch function of an instance, type-checked.
+    type Batch: Copy;
     fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<(Self, Instance)>;
     fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()>;
+    fn batch_func(
+        store: &mut Store<StoreState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Self::Batch>;
+    /// # Safety
+    /// `func` is what [`World::batch_func`] found in this store's instance.
+    unsafe fn call(
+        func: Self::Batch,
+        store: &mut Store<StoreState>,
+        stream: Stream<'_>,
+    ) -> CallResult<Self::Output>;
+}
+
+/// A transform's per-batch function: `transform-columns.transform` where the plugin
+/// exports it (since 0.1.1), else `transform.transform`.
+#[derive(Clone, Copy)]
+enum TransformFunc {
+    Whole(Func),
+    Columns(Func),
+}
+
+/// A transform's answer to one batch.
+enum Answer {
+    Whole(Vec<u8>),
+    Columns(Transformed),
 }
 
 impl World for Transformer {
-    const EXPORT: &str = TRANSFORM_EXPORT;
-    const BATCH_FUNC: &str = "transform";
-    type Output = Vec<u8>;
+    type Output = Answer;
+    type Batch = TransformFunc;
     fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<(Self, Instance)> {
         let Pre::Transformer(pre) = pre else {
             unreachable!("checked when the session was made")
@@ -56,12 +81,38 @@ impl World for Transformer {
     fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()> {
         self.weir_plugin_transform().call_init(store, config)
     }
+    fn batch_func(
+        store: &mut Store<StoreState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Self::Batch> {
+        if let Some(func) =
+            export_func::<Transformed>(store, instance, COLUMNS_EXPORT, "transform")?
+        {
+            return Ok(TransformFunc::Columns(func));
+        }
+        let func = export_func::<Vec<u8>>(store, instance, TRANSFORM_EXPORT, "transform")?;
+        Ok(TransformFunc::Whole(
+            func.ok_or_else(|| missing(TRANSFORM_EXPORT, "transform"))?,
+        ))
+    }
+    unsafe fn call(
+        func: TransformFunc,
+        store: &mut Store<StoreState>,
+        stream: Stream<'_>,
+    ) -> CallResult<Answer> {
+        // SAFETY: per the function's contract, each was type-checked by `export_func`.
+        Ok(match func {
+            TransformFunc::Whole(f) => unsafe { call_func(f, store, stream) }?.map(Answer::Whole),
+            TransformFunc::Columns(f) => {
+                unsafe { call_func(f, store, stream) }?.map(Answer::Columns)
+            }
+        })
+    }
 }
 
 impl World for Validator {
-    const EXPORT: &str = VALIDATE_EXPORT;
-    const BATCH_FUNC: &str = "validate";
     type Output = Validation;
+    type Batch = Func;
     fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<(Self, Instance)> {
         let Pre::Validator(pre) = pre else {
             unreachable!("checked when the session was made")
@@ -72,32 +123,66 @@ impl World for Validator {
     fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()> {
         self.weir_plugin_validate().call_init(store, config)
     }
+    fn batch_func(store: &mut Store<StoreState>, instance: &Instance) -> wasmtime::Result<Func> {
+        export_func::<Validation>(store, instance, VALIDATE_EXPORT, "validate")?
+            .ok_or_else(|| missing(VALIDATE_EXPORT, "validate"))
+    }
+    unsafe fn call(
+        func: Func,
+        store: &mut Store<StoreState>,
+        stream: Stream<'_>,
+    ) -> CallResult<Validation> {
+        // SAFETY: per the function's contract.
+        unsafe { call_func(func, store, stream) }
+    }
 }
 
-/// The world's per-batch function in `instance`, type-checked against [`World::Output`]
-/// with [`Stream`] as its argument.
-fn batch_func<W: World>(
+fn missing(export: &str, func: &str) -> wasmtime::Error {
+    wasmtime::format_err!("{export} exports no `{func}`")
+}
+
+/// Function `func` of the interface `export` in `instance`, if there is one, type-checked
+/// as taking a batch (as a [`Stream`]) and answering `R`.
+fn export_func<R: Lift + 'static>(
     store: &mut Store<StoreState>,
     instance: &Instance,
-) -> wasmtime::Result<Func> {
-    let missing = || wasmtime::format_err!("{} exports no `{}`", W::EXPORT, W::BATCH_FUNC);
-    let export = instance.get_export_index(&mut *store, None, W::EXPORT);
-    let index = instance.get_export_index(&mut *store, export.as_ref(), W::BATCH_FUNC);
-    let func = index
-        .and_then(|index| instance.get_func(&mut *store, index))
-        .ok_or_else(missing)?;
-    func.typed::<(Stream<'static>,), (Result<W::Output, GuestError>,)>(&*store)?;
-    Ok(func)
+    export: &str,
+    func: &str,
+) -> wasmtime::Result<Option<Func>> {
+    let Some(export) = instance.get_export_index(&mut *store, None, export) else {
+        return Ok(None);
+    };
+    let index = instance.get_export_index(&mut *store, Some(&export), func);
+    let Some(func) = index.and_then(|index| instance.get_func(&mut *store, index)) else {
+        return Ok(None);
+    };
+    func.typed::<(Stream<'static>,), (Result<R, GuestError>,)>(&*store)?;
+    Ok(Some(func))
 }
 
-struct Live<W> {
+/// Call `func` with `stream`.
+///
+/// # Safety
+/// `func` was type-checked by [`export_func`] with the same `R`.
+unsafe fn call_func<R: Lift + 'static>(
+    func: Func,
+    store: &mut Store<StoreState>,
+    stream: Stream<'_>,
+) -> CallResult<R> {
+    // SAFETY: per the function's contract.
+    let typed =
+        unsafe { TypedFunc::<(Stream<'_>,), (Result<R, GuestError>,)>::new_unchecked(func) };
+    Ok(typed.call(store, (stream,))?.0)
+}
+
+struct Live<W: World> {
     store: Store<StoreState>,
     guest: W,
-    /// [`World::BATCH_FUNC`], type-checked by [`batch_func`].
-    batch: Func,
+    /// Found by [`World::batch_func`].
+    batch: W::Batch,
 }
 
-struct Session<W> {
+struct Session<W: World> {
     plugin: Plugin,
     config: String,
     policy: StepPolicy,
@@ -133,14 +218,9 @@ impl<W: World> Session<W> {
                 Stream::Segments(&segments)
             }
         };
-        self.call(Some(number), |live| {
-            // SAFETY: `batch_func` type-checked this signature when the instance started.
-            let typed = unsafe {
-                TypedFunc::<(Stream<'_>,), (Result<W::Output, GuestError>,)>::new_unchecked(
-                    live.batch,
-                )
-            };
-            Ok(typed.call(&mut live.store, (stream,))?.0)
+        // SAFETY: `live.batch` was found by `batch_func` when the instance started.
+        self.call(Some(number), |live| unsafe {
+            W::call(live.batch, &mut live.store, stream)
         })
     }
 
@@ -200,7 +280,7 @@ impl<W: World> Session<W> {
         store.set_epoch_deadline(ticks);
         let started =
             W::instantiate(&self.plugin.0.pre, &mut store).and_then(|(guest, instance)| {
-                let batch = batch_func::<W>(&mut store, &instance)?;
+                let batch = W::batch_func(&mut store, &instance)?;
                 Ok((guest.init(&mut store, &self.config)?, guest, batch))
             });
         match started {
@@ -340,21 +420,28 @@ impl TransformSession {
 
     /// As [`Self::transform`], for a batch whose Arrow IPC stream the caller holds (the
     /// previous plugin's output): those bytes go to the plugin as they are, without encoding
-    /// the batch again. Returns the output with the stream it was decoded from.
+    /// the batch again. Returns the output with the stream it was decoded from, if it came
+    /// as one (a plugin answering by columns sends only part of it).
     pub fn transform_ipc(
         &mut self,
         batch: &RecordBatch,
         ipc: Option<&[u8]>,
-    ) -> Result<(RecordBatch, Buffer), PluginError> {
+    ) -> Result<(RecordBatch, Option<Buffer>), PluginError> {
         let number = self.batches;
         self.batches += 1;
         let declared = self.output_schema(batch.schema_ref())?;
         let plugin = self.session.plugin.clone();
         let fail = |cause| plugin.error(Some(number), cause);
 
-        let out = self.session.call_batch(number, batch, ipc)?;
-        let out = Buffer::from_vec(out);
-        let output = ipc::decode_batch(out.clone()).map_err(|e| fail(Cause::BadOutput(e)))?;
+        let (output, stream) = match self.session.call_batch(number, batch, ipc)? {
+            Answer::Whole(bytes) => {
+                let stream = Buffer::from_vec(bytes);
+                let output =
+                    ipc::decode_batch(stream.clone()).map_err(|e| fail(Cause::BadOutput(e)))?;
+                (output, Some(stream))
+            }
+            Answer::Columns(answer) => columns::assemble(batch, answer).map_err(fail)?,
+        };
         if let Some(difference) = schema_difference(&declared, output.schema_ref()) {
             return Err(fail(Cause::SchemaMismatch(difference)));
         }
@@ -370,7 +457,7 @@ impl TransformSession {
                 policy,
             }));
         }
-        Ok((output, out))
+        Ok((output, stream))
     }
 }
 

@@ -19,9 +19,8 @@ use weir_sdk::arrow::array::{
     TimestampMicrosecondArray,
 };
 use weir_sdk::arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer};
-use weir_sdk::arrow::schema::{DataType, Field, Schema, TimeUnit};
-use weir_sdk::arrow::select::filter::FilterBuilder;
-use weir_sdk::{Config, Error, Transform};
+use weir_sdk::arrow::schema::{DataType, Field, TimeUnit};
+use weir_sdk::{Config, Error, Output, Transform};
 
 mod dates;
 #[cfg(test)]
@@ -49,7 +48,7 @@ impl Transform for OrdersTransform {
         Ok(OrdersTransform(config.parse()?))
     }
 
-    fn transform(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
+    fn transform(&mut self, batch: RecordBatch) -> Result<Output, Error> {
         transform_orders(&batch, self.0.bad_dates)
     }
 }
@@ -133,10 +132,12 @@ enum OrderDate<'a> {
 /// The transform (see the crate's documentation), in one pass over the kept rows.
 ///
 /// The keep mask is computed first (cheap, vectorised), so that dates are parsed, and
-/// totals and months built, only for the rows kept, straight into the output arrays; the
-/// other columns are filtered with Arrow's kernel. The result is exactly that of parsing
-/// and computing every row and then filtering (see the `reference` tests).
-pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<RecordBatch, Error> {
+/// totals and months built, only for the rows kept, straight into the output arrays. The
+/// other columns are the input's, kept rows only: the answer names them rather than
+/// filtering them here, and the host filters its own copy (see `weir_sdk::Output`). The
+/// result is exactly that of parsing and computing every row and then filtering (see the
+/// `reference` tests).
+pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Output, Error> {
     // Errors in the order the step has always reported them: the dates' first.
     let order_date = column(batch, "order_date")?;
     let order_date = match order_date.data_type() {
@@ -163,40 +164,43 @@ pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Reco
     {
         keep = &keep & nulls.inner();
     }
-    let filter = FilterBuilder::new(&BooleanArray::new(keep.clone(), None))
-        .optimize()
-        .build();
 
     let total: Vec<f64> = keep.set_indices().map(|i| a[i] * r[i]).collect();
     let (dates, months) = match order_date {
         OrderDate::Text(text) => parse_kept(text, &keep),
         OrderDate::Converted(dates) => {
-            let dates = filter.filter(&dates)?;
+            let dates = filter(&dates, &keep)?;
             let dates = dates.as_primitive::<TimestampMicrosecondType>();
             (dates.clone(), order_month(dates))
         }
     };
     let dates: ArrayRef = Arc::new(dates.with_timezone("UTC"));
 
-    let mut fields: Vec<Field> = Vec::with_capacity(batch.num_columns() + 2);
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 2);
-    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
-        if field.name() == "order_date" {
-            fields.push(Field::new("order_date", dates.data_type().clone(), true));
-            columns.push(dates.clone());
-        } else if field.name() != "total_usd" && field.name() != "order_month" {
-            fields.push(field.as_ref().clone());
-            columns.push(filter.filter(array)?);
-        }
-    }
+    let mut output = Output::select(batch, keep)?;
+    output.set(
+        Field::new("order_date", dates.data_type().clone(), true),
+        dates,
+    )?;
+    // Computed here, so put last even where the input had columns of these names.
+    output.remove("total_usd");
+    output.remove("order_month");
     // Every kept row has an amount and a rate: no nulls.
-    fields.push(Field::new("total_usd", DataType::Float64, true));
-    columns.push(Arc::new(Float64Array::new(total.into(), None)));
-    fields.push(Field::new("order_month", DataType::Utf8, true));
-    columns.push(Arc::new(months));
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
+    output.set(
+        Field::new("total_usd", DataType::Float64, true),
+        Arc::new(Float64Array::new(total.into(), None)),
+    )?;
+    output.set(
+        Field::new("order_month", DataType::Utf8, true),
+        Arc::new(months),
+    )?;
+    Ok(output)
+}
+
+/// The rows of `array` set in `keep`.
+fn filter(array: &dyn Array, keep: &BooleanBuffer) -> Result<ArrayRef, Error> {
+    Ok(weir_sdk::arrow::select::filter::filter(
+        array,
+        &BooleanArray::new(keep.clone(), None),
     )?)
 }
 

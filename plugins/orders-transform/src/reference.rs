@@ -248,7 +248,8 @@ mod tests {
         for _ in 0..20_000 {
             let batch = batch(&mut rng);
             let bad_dates = [BadDates::Null, BadDates::Fail][rng.below(2)];
-            let got = crate::transform_orders(&batch, bad_dates);
+            let got =
+                crate::transform_orders(&batch, bad_dates).and_then(weir_sdk::Output::into_batch);
             let want = super::transform_orders(&batch, bad_dates);
             match (got, want) {
                 (Ok(got), Ok(want)) => {

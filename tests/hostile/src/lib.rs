@@ -8,15 +8,25 @@
 //! (allocates and frees that much, then passes the batch through), `spin:<n>` (n million
 //! iterations of busy work, then passes the batch through), `snoop` (reports what it could
 //! see of files, environment and clock, as a one-row batch).
+//!
+//! It answers by columns (`transform-columns`), the whole output as computed columns, and
+//! has attacks of that answer's own: `keep_short` (a keep bitmap a byte short),
+//! `bad_input_column` and `bad_computed_column` (columns it does not have), `computed_rows`
+//! (computed columns with more rows than it keeps) and `columns_garbage` (computed columns
+//! that are not Arrow IPC).
 
 use std::sync::Arc;
 
 use weir_sdk::Error;
-use weir_sdk::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use weir_sdk::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+};
 use weir_sdk::arrow::schema::{DataType, Field, Schema};
 use weir_sdk::arrow::select::concat::concat_batches;
 
 use weir_sdk::__private::transformer::exports::weir::plugin::transform::{Guest, PluginError};
+use weir_sdk::__private::transformer::exports::weir::plugin::transform_columns;
+use weir_sdk::__private::transformer::weir::plugin::types::{ColumnSource, Transformed};
 use weir_sdk::ipc;
 
 thread_local! {
@@ -51,6 +61,68 @@ impl Guest for Hostile {
         }
         Ok(ipc::encode_batch(&attack(batch)?).map_err(Error::from)?)
     }
+}
+
+impl transform_columns::Guest for Hostile {
+    fn transform(bytes: Vec<u8>) -> Result<Transformed, PluginError> {
+        if SNOOP.get() {
+            return whole(&snoop()?);
+        }
+        let batch = ipc::decode_batch(&bytes).map_err(Error::from)?;
+        let rows = batch.num_rows();
+        let all_rows = || Some(vec![0xFF; rows.div_ceil(8)]);
+        let no_columns = || -> Result<Vec<u8>, Error> {
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            let empty =
+                RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &options)?;
+            Ok(ipc::encode_batch(&empty)?)
+        };
+        let inputs = |n: usize| (0..n as u32).map(ColumnSource::Input).collect::<Vec<_>>();
+        Ok(match attack_of(&batch).as_deref() {
+            Some("garbage") | Some("columns_garbage") => Transformed {
+                keep: None,
+                computed: b"this is not an Arrow IPC stream".to_vec(),
+                columns: vec![ColumnSource::Computed(0)],
+            },
+            Some("keep_short") => Transformed {
+                keep: Some(vec![0xFF; rows.div_ceil(8).saturating_sub(1)]),
+                computed: no_columns()?,
+                columns: inputs(batch.num_columns()),
+            },
+            Some("bad_input_column") => Transformed {
+                keep: all_rows(),
+                computed: no_columns()?,
+                columns: vec![ColumnSource::Input(batch.num_columns() as u32)],
+            },
+            Some("bad_computed_column") => Transformed {
+                keep: None,
+                computed: no_columns()?,
+                columns: vec![ColumnSource::Computed(0)],
+            },
+            Some("computed_rows") => Transformed {
+                keep: all_rows(),
+                computed: ipc::encode_batch(
+                    &concat_batches(batch.schema_ref(), [&batch, &batch]).map_err(Error::from)?,
+                )
+                .map_err(Error::from)?,
+                columns: (0..batch.num_columns() as u32)
+                    .map(ColumnSource::Computed)
+                    .collect(),
+            },
+            _ => return whole(&attack(batch)?),
+        })
+    }
+}
+
+/// `batch` as the answer: every row, every column computed.
+fn whole(batch: &RecordBatch) -> Result<Transformed, PluginError> {
+    Ok(Transformed {
+        keep: None,
+        computed: ipc::encode_batch(batch).map_err(Error::from)?,
+        columns: (0..batch.num_columns() as u32)
+            .map(ColumnSource::Computed)
+            .collect(),
+    })
 }
 
 fn attack_of(batch: &RecordBatch) -> Option<String> {

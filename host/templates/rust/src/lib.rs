@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use weir_sdk::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use weir_sdk::arrow::array::{AsArray, RecordBatch, StringArray};
 use weir_sdk::arrow::schema::DataType;
-use weir_sdk::{Config, Error, Transform};
+use weir_sdk::{Config, Error, Output, Transform};
 
 struct Upper;
 
@@ -15,25 +15,20 @@ impl Transform for Upper {
         Ok(Upper)
     }
 
-    fn transform(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        let schema = batch.schema();
-        let columns: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(column, field)| match column.data_type() {
-                DataType::Utf8 if !field.name().starts_with("_weir_") => {
-                    let upper: weir_sdk::arrow::array::StringArray = column
-                        .as_string::<i32>()
-                        .iter()
-                        .map(|v| v.map(str::to_uppercase))
-                        .collect();
-                    Arc::new(upper) as ArrayRef
-                }
-                _ => column.clone(),
-            })
-            .collect();
-        RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::internal(e.to_string()))
+    fn transform(&mut self, batch: RecordBatch) -> Result<Output, Error> {
+        // The input as it is; only the columns set below go back to the host.
+        let mut output = Output::from(batch.clone());
+        for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
+            if column.data_type() == &DataType::Utf8 && !field.name().starts_with("_weir_") {
+                let upper: StringArray = column
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_uppercase))
+                    .collect();
+                output.set(field.clone(), Arc::new(upper))?;
+            }
+        }
+        Ok(output)
     }
 }
 
