@@ -4,11 +4,15 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::extract::file::csv_error;
 use crate::extract::text::{TextDecoder, infer_schema};
-use crate::plugin::{ipc, session};
+use crate::plugin::bindings::{ColumnSource, Transformed};
+use crate::plugin::{columns, ipc, session};
 
 /// Parse and validate a pipeline file's text (as `fuzz/pipeline.toml`; no `${VAR}` is set).
 pub fn pipeline_file(src: &str) {
@@ -18,14 +22,15 @@ pub fn pipeline_file(src: &str) {
 }
 
 /// Decode a plugin's output and check it against the schema it declared (a few columns
-/// of common types); what decodes must be valid by Arrow's own full validation.
+/// of common types); what decodes must be valid by Arrow's own full validation. Then
+/// assemble answers by columns with the bytes as their computed columns.
 pub fn plugin_output(bytes: Vec<u8>) {
     let declared = Schema::new(vec![
         Field::new("order_id", DataType::Int64, false),
         Field::new("customer", DataType::Utf8, true),
         Field::new("total_usd", DataType::Float64, true),
     ]);
-    if let Ok(batch) = ipc::decode_batch(bytes.into()) {
+    if let Ok(batch) = ipc::decode_batch(bytes.clone().into()) {
         // What the decoder's own validation accepts, Arrow's must too.
         for column in batch.columns() {
             if let Err(e) = column.to_data().validate_full() {
@@ -33,6 +38,33 @@ pub fn plugin_output(bytes: Vec<u8>) {
             }
         }
         let _ = session::schema_difference(&declared, batch.schema_ref());
+    }
+    // The same bytes as the computed columns of answers by columns over a ten-row input.
+    let input = RecordBatch::try_from_iter([
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..10)) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from(vec![Some("x"); 10])) as _,
+        ),
+    ])
+    .expect("a valid batch");
+    use ColumnSource::{Computed, Input};
+    for (keep, columns) in [
+        (None, vec![Computed(0), Input(0)]),
+        (
+            Some(vec![0b0101_0101, 0b11]),
+            vec![Input(1), Computed(1), Computed(0)],
+        ),
+    ] {
+        let answer = Transformed {
+            keep,
+            computed: bytes.clone(),
+            columns,
+        };
+        let _ = columns::assemble(&input, answer);
     }
 }
 

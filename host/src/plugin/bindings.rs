@@ -39,7 +39,13 @@ mod tests {
         assert!(exports("weir:plugin/transform@0.1.9", TRANSFORM_EXPORT));
         assert!(!exports("weir:plugin/transform@0.2.0", TRANSFORM_EXPORT));
         assert!(!exports("weir:plugin/transform", TRANSFORM_EXPORT));
-        assert!(!exports("weir:plugin/transform-columns@0.1.1", TRANSFORM_EXPORT));
-        assert!(exports("weir:plugin/transform-columns@0.1.1", COLUMNS_EXPORT));
+        assert!(!exports(
+            "weir:plugin/transform-columns@0.1.1",
+            TRANSFORM_EXPORT
+        ));
+        assert!(exports(
+            "weir:plugin/transform-columns@0.1.1",
+            COLUMNS_EXPORT
+        ));
     }
 }

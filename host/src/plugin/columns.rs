@@ -15,7 +15,7 @@ use super::ipc;
 
 /// The output batch `answer` describes for `input`, and, when the answer was a whole batch
 /// (every row, every column computed in order), the IPC stream it came in.
-pub(super) fn assemble(
+pub(crate) fn assemble(
     input: &RecordBatch,
     answer: Transformed,
 ) -> Result<(RecordBatch, Option<Buffer>), Cause> {

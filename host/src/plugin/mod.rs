@@ -16,10 +16,10 @@
 //!   never provides or one needing a capability the manifest does not declare;
 //!   [`Plugin::check_grants`] refuses a step that does not grant a capability it imports.
 
-mod bindings;
+pub(crate) mod bindings;
 pub mod build;
 mod cache;
-mod columns;
+pub(crate) mod columns;
 mod error;
 pub(crate) mod ipc;
 mod limits;
