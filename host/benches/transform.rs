@@ -1,4 +1,5 @@
-//! `orders-transform` as a Wasm plugin vs the same code natively (Arrow kernels) vs the
+//! `orders-transform` as a Wasm plugin (answering by columns, the host filtering the input's
+//! columns it keeps) vs the same code natively (Arrow kernels, the same filter) vs the
 //! seed's pandas `transform_orders` and its Polars and DuckDB equivalents, over 5 M rows in
 //! 65,536-row batches; plus plugin instantiation. Recorded in BENCHMARKS.md.
 //!
@@ -127,7 +128,7 @@ fn main() {
         );
     };
     line(
-        "**Weir: Wasm plugin** (sandboxed, Arrow IPC in and out)",
+        "**Weir: Wasm plugin** (sandboxed; the batch in as Arrow IPC, the kept rows and computed columns out, the host filtering the rest)",
         wasm,
     );
     line(
