@@ -42,7 +42,7 @@ fn main() {
     let batches = orders(rows, BATCH);
     let mut table = format!(
         "## Plugin languages: the orders transform in each\n\n\
-         {rows} rows in {BATCH}-row batches through one session (IPC in and out), median thread CPU time of {RUNS} runs; \
+         {rows} rows in {BATCH}-row batches through one session (Arrow IPC in; out, Rust answers by columns, JavaScript and Python with whole batches), median thread CPU time of {RUNS} runs; \
          first load = wall time to compile the component with Cranelift (no cache, parallel); instantiation = median of 200 \
          from `InstancePre`. Machine: {}. Reproduce: `cargo bench --bench languages`.\n\n\
          | language | component | first load | instantiate | rows/s | vs Rust |\n|---|---:|---:|---:|---:|---:|\n",
