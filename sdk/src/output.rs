@@ -143,23 +143,24 @@ impl Output {
     /// the computed columns as one batch, and where each output column comes from. Input
     /// columns of an output built from some other batch are sent as computed.
     pub(crate) fn into_parts(self, input: &RecordBatch) -> Result<Parts, Error> {
-        let output = if same_batch(&self.input, input) {
-            self
-        } else {
-            let batch = self.into_batch()?;
-            let mut output = Output::from(batch.clone());
-            for (i, (_, column)) in output.columns.iter_mut().enumerate() {
-                *column = Column::Computed(batch.column(i).clone());
-            }
-            output
-        };
-        let keep = output.keep.as_ref().map(|keep| {
+        if !same_batch(&self.input, input) {
+            let computed = self.into_batch()?;
+            let sources = (0..computed.num_columns() as u32)
+                .map(Source::Computed)
+                .collect();
+            return Ok(Parts {
+                keep: None,
+                computed,
+                sources,
+            });
+        }
+        let keep = self.keep.as_ref().map(|keep| {
             let bytes = keep.len().div_ceil(8);
             keep.sliced().as_slice()[..bytes].to_vec()
         });
         let (mut fields, mut arrays) = (Vec::new(), Vec::new());
-        let mut sources = Vec::with_capacity(output.columns.len());
-        for (field, column) in output.columns {
+        let mut sources = Vec::with_capacity(self.columns.len());
+        for (field, column) in self.columns {
             sources.push(match column {
                 Column::Input(i) => Source::Input(i as u32),
                 Column::Computed(array) => {
@@ -169,7 +170,7 @@ impl Output {
                 }
             });
         }
-        let options = RecordBatchOptions::new().with_row_count(Some(output.rows));
+        let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
         let computed =
             RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)?;
         Ok(Parts {
