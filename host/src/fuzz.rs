@@ -3,7 +3,6 @@
 //! each taken through the same code a run uses. None may panic, whatever the bytes.
 
 use std::path::Path;
-
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};

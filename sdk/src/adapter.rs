@@ -4,7 +4,6 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-use crate::output::Source;
 use crate::{Config, Error, ErrorKind, Transform, Validator, ipc};
 
 pub mod transformer {
@@ -117,16 +116,7 @@ impl<T: Transform> tc::Guest for TransformAdapter<T> {
         Ok(tc::Transformed {
             keep: parts.keep,
             computed,
-            columns: parts
-                .sources
-                .into_iter()
-                .map(|source| match source {
-                    Source::Input(i) => transformer::weir::plugin::types::ColumnSource::Input(i),
-                    Source::Computed(i) => {
-                        transformer::weir::plugin::types::ColumnSource::Computed(i)
-                    }
-                })
-                .collect(),
+            columns: parts.sources,
         })
     }
 }

@@ -14,6 +14,7 @@ use arrow_schema::{FieldRef, Schema, SchemaRef};
 use arrow_select::filter::FilterBuilder;
 
 use crate::Error;
+use crate::adapter::transformer::weir::plugin::types::ColumnSource;
 
 /// One output column: an input column (its kept rows) or one the plugin computed.
 #[derive(Debug, Clone)]
@@ -146,7 +147,7 @@ impl Output {
         if !same_batch(&self.input, input) {
             let computed = self.into_batch()?;
             let sources = (0..computed.num_columns() as u32)
-                .map(Source::Computed)
+                .map(ColumnSource::Computed)
                 .collect();
             return Ok(Parts {
                 keep: None,
@@ -162,11 +163,11 @@ impl Output {
         let mut sources = Vec::with_capacity(self.columns.len());
         for (field, column) in self.columns {
             sources.push(match column {
-                Column::Input(i) => Source::Input(i as u32),
+                Column::Input(i) => ColumnSource::Input(i as u32),
                 Column::Computed(array) => {
                     fields.push(field);
                     arrays.push(array);
-                    Source::Computed(arrays.len() as u32 - 1)
+                    ColumnSource::Computed(arrays.len() as u32 - 1)
                 }
             });
         }
@@ -185,13 +186,7 @@ impl Output {
 pub(crate) struct Parts {
     pub keep: Option<Vec<u8>>,
     pub computed: RecordBatch,
-    pub sources: Vec<Source>,
-}
-
-/// Where an output column comes from, as the WIT's `column-source`.
-pub(crate) enum Source {
-    Input(u32),
-    Computed(u32),
+    pub sources: Vec<ColumnSource>,
 }
 
 /// Whether `a` is `b` (the same arrays, not merely equal ones).
@@ -260,7 +255,11 @@ mod tests {
         assert_eq!(parts.computed.num_columns(), 2);
         assert!(matches!(
             parts.sources[..],
-            [Source::Computed(0), Source::Input(1), Source::Computed(1)]
+            [
+                ColumnSource::Computed(0),
+                ColumnSource::Input(1),
+                ColumnSource::Computed(1)
+            ]
         ));
 
         output.remove("name");
@@ -282,7 +281,7 @@ mod tests {
         assert_eq!(parts.computed.num_rows(), 4);
         assert!(matches!(
             parts.sources[..],
-            [Source::Input(0), Source::Input(1)]
+            [ColumnSource::Input(0), ColumnSource::Input(1)]
         ));
 
         // Equal values, but not the input's arrays: the host must not take its own.
@@ -303,7 +302,7 @@ mod tests {
         assert_eq!(parts.computed.num_rows(), 2);
         assert!(matches!(
             parts.sources[..],
-            [Source::Computed(0), Source::Computed(1)]
+            [ColumnSource::Computed(0), ColumnSource::Computed(1)]
         ));
     }
 

@@ -16,8 +16,8 @@ pub use transformer::weir::plugin::types::{
     CheckResult, ColumnSource, ErrorKind, PluginError as GuestError, Transformed, Validation,
 };
 
-/// Export names by which the host recognises each world. Lookups find any 0.1.x version
-/// (wasmtime matches semver-compatible names); see [`exports`] for listing them.
+/// Export names by which the host recognises each world. Lookups by name find any 0.1.x
+/// version (wasmtime matches semver-compatible names); [`exports`] does so for a listing.
 pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.1";
 pub const VALIDATE_EXPORT: &str = "weir:plugin/validate@0.1.1";
 /// Optional (since 0.1.1): a transformer's answer by columns.
@@ -25,8 +25,10 @@ pub const COLUMNS_EXPORT: &str = "weir:plugin/transform-columns@0.1.1";
 
 /// Whether a component's export `name` is `ours` at a compatible version (any 0.1.x).
 pub fn exports(name: &str, ours: &str) -> bool {
-    let track = |n: &str| n.rsplit_once('.').map(|(track, _)| track.to_string());
-    track(name).is_some() && track(name) == track(ours)
+    fn track(name: &str) -> Option<&str> {
+        name.rsplit_once('.').map(|(track, _)| track)
+    }
+    track(name).is_some_and(|t| track(ours) == Some(t))
 }
 
 #[cfg(test)]
