@@ -388,15 +388,15 @@ async fn sqlite_rows_go_in_many_per_statement_and_a_refused_one_is_still_named()
         "CREATE TABLE orders (order_id INTEGER UNIQUE, month TEXT, amount REAL)",
     )
     .await;
-    // 200 rows: three full statements of many rows and single rows after them; every
-    // value distinct, so a value bound to the wrong row or column shows.
-    let months: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
-    let rows: Vec<(i64, &str, f64)> = (0..200)
+    // 800 rows: three full statements of many rows (256 each) and single rows after them;
+    // every value distinct, so a value bound to the wrong row or column shows.
+    let months: Vec<String> = (0..800).map(|i| format!("m{i}")).collect();
+    let rows: Vec<(i64, &str, f64)> = (0..800)
         .map(|i| (i, months[i as usize].as_str(), i as f64 + 0.5))
         .collect();
     assert_eq!(
         load(&sink, "l1", &[orders(&rows)]).await.unwrap(),
-        Some(200)
+        Some(800)
     );
     let expected: Vec<(i64, String, f64)> = rows
         .iter()
@@ -404,14 +404,14 @@ async fn sqlite_rows_go_in_many_per_statement_and_a_refused_one_is_still_named()
         .collect();
     assert_eq!(orders_table(&db).await, expected);
 
-    // Row 151 of the next load repeats an id: inside a statement of many rows, it is
-    // still the row named, and none of the load's rows stay.
-    let mut again: Vec<(i64, &str, f64)> = (1000..1200).map(|i| (i, "m", 1.0)).collect();
-    again[150].0 = 7;
+    // Row 551 of the next load repeats an id: inside a statement of many rows (the third),
+    // it is still the row named, and none of the load's rows stay.
+    let mut again: Vec<(i64, &str, f64)> = (1000..1800).map(|i| (i, "m", 1.0)).collect();
+    again[550].0 = 7;
     let err = load(&sink, "l2", &[orders(&again)]).await.unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains("inserting row 151 of the load")
+        message.contains("inserting row 551 of the load")
             && message.contains("UNIQUE constraint failed"),
         "{message}"
     );
