@@ -83,8 +83,8 @@ path = "out/state"
     )
     .unwrap();
 
-    // A run compiles a plugin it has not seen once and caches it on disk; `host validate`
-    // loads both here, so the timed runs measure the pipeline and not that one-time compile.
+    // A run compiles a plugin the first time it meets it, and caches it on disk; `host
+    // validate` loads both here, so the timed runs measure the pipeline, not that compile.
     let status = Command::new(env!("CARGO_BIN_EXE_host"))
         .arg("validate")
         .arg(&pipeline)
