@@ -325,24 +325,53 @@ async fn parquet_unpartitioned_load_counts_its_rows() {
 
 #[tokio::test]
 async fn parquet_columns_of_distinct_values_are_written_without_a_dictionary() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::basic::Encoding;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("lake");
     let sink = ParquetSink::new("lake", &root, None, LoadMode::Append).unwrap();
-    let rows: Vec<(i64, &str, f64)> = (0..4096).map(|i| (i, "2024-01", (i % 10) as f64)).collect();
+    let rows: Vec<(i64, &str, f64)> = (0..4096)
+        .map(|i| (i * 7 - 5000, "2024-01", (i % 10) as f64))
+        .collect();
     load(&sink, "l1", &[orders(&rows)]).await.unwrap();
 
     let file = std::fs::File::open(root.join("part-l1-0.parquet")).unwrap();
     let reader = SerializedFileReader::new(file).unwrap();
     let group = reader.metadata().row_group(0);
-    let dictionary = |name: &str| {
-        let column = (0..group.num_columns())
+    let column = |name: &str| {
+        (0..group.num_columns())
             .map(|i| group.column(i))
             .find(|c| c.column_path().string() == name)
-            .unwrap();
-        column.dictionary_page_offset().is_some()
+            .unwrap()
     };
-    assert!(!dictionary("order_id"), "unique ids: no dictionary");
-    assert!(dictionary("amount"), "ten distinct amounts: a dictionary");
+    let ids = column("order_id");
+    assert!(
+        ids.dictionary_page_offset().is_none(),
+        "unique ids: no dictionary"
+    );
+    assert!(ids.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+    assert!(
+        column("amount").dictionary_page_offset().is_some(),
+        "ten amounts: a dictionary"
+    );
+    // The deltas read back as the ids written (negative ones included).
+    let file = std::fs::File::open(root.join("part-l1-0.parquet")).unwrap();
+    let mut read = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let batch = batch.unwrap();
+        let ids = batch
+            .column_by_name("order_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        read.extend(ids.values().iter().copied());
+    }
+    assert_eq!(read, rows.iter().map(|r| r.0).collect::<Vec<_>>());
 }
