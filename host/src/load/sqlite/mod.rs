@@ -266,7 +266,7 @@ impl Sink for SqliteSink {
             seen: HashSet::new(),
             rows: 0,
             failed: false,
-            _writeback: Writeback::start(&self.path),
+            writeback: Writeback::start(&self.path),
         })))
     }
 }
@@ -314,7 +314,7 @@ struct SqliteLoad {
     rows: u64,
     failed: bool,
     /// Lives until the commit (or abort) returns, so the commit's syncs find less to write.
-    _writeback: Writeback,
+    writeback: Writeback,
 }
 
 impl SqliteLoad {
@@ -384,6 +384,7 @@ impl SinkLoad for SqliteLoad {
             .bind(self.rows as i64);
         let done = marker.bind(now).execute(&mut *self.tx).await;
         done.map_err(sql_err(&self.sink, "writing the load marker"))?;
+        self.writeback.checkpoint_begins();
         let done = self.tx.commit().await;
         done.map_err(sql_err(&self.sink, "committing the load"))?;
         Ok(self.rows)
