@@ -35,6 +35,11 @@ pub struct Pipeline {
     /// project's raw zone (`<raw>/<name>/load_date=YYYY-MM-DD/`).
     #[serde(default)]
     pub keep_raw: bool,
+    /// How many batches go through the plugin steps at once, each on its own instances of
+    /// the steps' plugins: up to one per core helps. Only for plugins that carry nothing
+    /// from one batch to the next.
+    #[serde(default = "default_parallel_batches")]
+    pub parallel_batches: usize,
     pub sinks: Vec<Sink>,
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -44,6 +49,13 @@ pub struct Pipeline {
     #[serde(default)]
     pub s3: S3Settings,
 }
+
+fn default_parallel_batches() -> usize {
+    1
+}
+
+/// The most batches `parallel_batches` may put through the steps at once.
+pub const MAX_PARALLEL_BATCHES: usize = 64;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]

@@ -4,14 +4,17 @@
 //!    same cursor range, same load id); otherwise the files not yet consumed, past the
 //!    watermark.
 //! 2. Stream: extract → transform plugins → validator plugins + built-in checks → sinks
-//!    (each sink's load open: one SQL transaction, or staged objects). When the stream
-//!    ends, every sink finishes writing its load (Parquet files closed) side by side.
+//!    (each sink's load open: one SQL transaction, or staged objects). The plugin steps
+//!    take `parallel_batches` batches at once (see [`lanes`]); the rest goes in read order.
+//!    When the stream ends, every sink finishes writing its load (Parquet files closed)
+//!    side by side.
 //! 3. Record the pending load in the state store (flushed), then commit every sink (data and
 //!    load marker together), then commit the state: watermark, consumed files, run record.
 //!    A crash anywhere leaves either nothing visible or a pending load whose replay skips the
 //!    sinks that already hold its marker.
 
 pub(crate) mod fault;
+pub mod lanes;
 mod summary;
 mod writer;
 
@@ -41,6 +44,7 @@ use crate::state::{
 };
 use crate::validate::{Checker, Failures, ValidateError, Verdict};
 use fault::Fault;
+use lanes::{Lane, Lanes, Stepped};
 use writer::SinkWriter;
 
 #[derive(Debug, thiserror::Error)]
@@ -318,20 +322,25 @@ async fn attempt(
                 .clone()
         })
     };
-    let mut transforms: Vec<TransformSession> = Vec::new();
-    for step in &plan.transforms {
-        let session = step
-            .plugin
-            .transform_session(&step.config_json, step.policy)?;
-        transforms.push(session.with_tenant(account(step)));
+    let mut lanes = Vec::with_capacity(plan.parallel_batches);
+    for _ in 0..plan.parallel_batches {
+        let mut transforms: Vec<TransformSession> = Vec::new();
+        for step in &plan.transforms {
+            let session = step
+                .plugin
+                .transform_session(&step.config_json, step.policy)?;
+            transforms.push(session.with_tenant(account(step)));
+        }
+        let mut validators: Vec<ValidateSession> = Vec::new();
+        for step in &plan.validators {
+            let session = step
+                .plugin
+                .validate_session(&step.config_json, step.policy)?;
+            validators.push(session.with_tenant(account(step)));
+        }
+        lanes.push(Lane::new(transforms, validators));
     }
-    let mut validators: Vec<ValidateSession> = Vec::new();
-    for step in &plan.validators {
-        let session = step
-            .plugin
-            .validate_session(&step.config_json, step.policy)?;
-        validators.push(session.with_tenant(account(step)));
-    }
+    let mut lanes = Lanes::new(lanes);
     let mut checker = Checker::new(&plan.checks);
     // Sources that select by cursor read only `range`; the others are filtered here.
     let range = CursorRange {
@@ -361,6 +370,16 @@ async fn attempt(
     // Files are read one by one, each with its own schema; other parts share the source's.
     let mut columns = LoadColumns::default();
     let outcome: Result<(), RunError> = async {
+        let mut downstream = Downstream {
+            plan,
+            fault: &fault,
+            checker: &mut checker,
+            failures: &mut failures,
+            quarantine: quarantine.as_mut(),
+            sinks: &mut sinks,
+            rejected: &mut summary.rows_rejected,
+            quarantined: &mut summary.rows_quarantined,
+        };
         for part in &window.parts {
             progress.file(&part.name);
             let mut batches = plan.source.read(part, &range).await?;
@@ -384,59 +403,16 @@ async fn attempt(
                 {
                     raw.send(with_load_date(&batch, &window.load_date)).await?;
                 }
-                // A plugin's output goes to the next plugin as the IPC stream it came in.
-                let mut ipc = None;
-                for session in &mut transforms {
+                for _ in &plan.transforms {
                     fault.at("plugin");
-                    let input = ipc.as_deref();
-                    let out = tokio::task::block_in_place(|| session.transform_ipc(&batch, input))?;
-                    (batch, ipc) = out;
                 }
-                summary.rows_rejected += (read - batch.num_rows()) as u64;
-
-                let mut verdict = Verdict::default();
-                checker.check_batch(&batch, &mut verdict)?;
-                if batch.num_rows() > 0 {
-                    for (session, step) in validators.iter_mut().zip(&plan.validators) {
-                        let input = ipc.as_deref();
-                        let checks =
-                            tokio::task::block_in_place(|| session.validate_ipc(&batch, input))?;
-                        for check in checks.iter().filter(|c| !c.passed) {
-                            let name = format!("{}:{}", session.plugin().name(), check.name);
-                            if check.failing_rows.is_empty() {
-                                failures
-                                    .load_level
-                                    .push(format!("{name} ({}): {}", step.label, check.message));
-                            }
-                            for &row in &check.failing_rows {
-                                verdict.fail(row as usize, &name);
-                            }
-                        }
-                    }
-                }
-                let good = if verdict.is_clean() {
-                    batch
-                } else {
-                    failures.add(&batch, &verdict);
-                    let (good, bad) = verdict.split(&batch);
-                    if plan.on_fail == OnFail::Quarantine {
-                        summary.rows_quarantined += bad.num_rows() as u64;
-                        if let Some(quarantine) = quarantine.as_mut() {
-                            quarantine.send(bad).await?;
-                        }
-                    }
-                    good
-                };
-                if plan.on_fail == OnFail::Abort && !failures.is_empty() {
-                    continue; // keep checking, to report every failure; nothing will be written
-                }
-                if good.num_rows() > 0 {
-                    fault.at("sink_write");
-                    for sink in &mut sinks {
-                        sink.send(good.clone()).await?;
-                    }
+                if let Some(stepped) = lanes.submit(batch).await? {
+                    downstream.take(stepped).await?;
                 }
             }
+        }
+        while let Some(stepped) = lanes.next().await {
+            downstream.take(stepped?).await?;
         }
         let loaded_rows = summary.rows_read - summary.rows_rejected - summary.rows_quarantined;
         failures.load_level.extend(checker.check_load(loaded_rows));
@@ -531,6 +507,69 @@ async fn attempt(
     )?;
     fault.at("state_committed");
     Ok(summary)
+}
+
+/// What follows the plugin steps, batch by batch in the order read: the built-in checks, the
+/// verdict with the validators' checks, the quarantine and the sinks.
+struct Downstream<'a> {
+    plan: &'a Plan,
+    fault: &'a Fault,
+    checker: &'a mut Checker,
+    failures: &'a mut Failures,
+    quarantine: Option<&'a mut SinkWriter>,
+    sinks: &'a mut [SinkWriter],
+    rejected: &'a mut u64,
+    quarantined: &'a mut u64,
+}
+
+impl Downstream<'_> {
+    async fn take(&mut self, stepped: Stepped) -> Result<(), RunError> {
+        let Stepped {
+            rows_in,
+            batch,
+            checks,
+        } = stepped;
+        *self.rejected += (rows_in - batch.num_rows()) as u64;
+
+        let mut verdict = Verdict::default();
+        self.checker.check_batch(&batch, &mut verdict)?;
+        for (checks, step) in checks.iter().zip(&self.plan.validators) {
+            for check in checks.iter().filter(|c| !c.passed) {
+                let name = format!("{}:{}", step.plugin.name(), check.name);
+                if check.failing_rows.is_empty() {
+                    (self.failures.load_level)
+                        .push(format!("{name} ({}): {}", step.label, check.message));
+                }
+                for &row in &check.failing_rows {
+                    verdict.fail(row as usize, &name);
+                }
+            }
+        }
+        let on_fail = self.plan.on_fail;
+        let good = if verdict.is_clean() {
+            batch
+        } else {
+            self.failures.add(&batch, &verdict);
+            let (good, bad) = verdict.split(&batch);
+            if on_fail == OnFail::Quarantine {
+                *self.quarantined += bad.num_rows() as u64;
+                if let Some(quarantine) = self.quarantine.as_mut() {
+                    quarantine.send(bad).await?;
+                }
+            }
+            good
+        };
+        if on_fail == OnFail::Abort && !self.failures.is_empty() {
+            return Ok(()); // keep checking, to report every failure; nothing will be written
+        }
+        if good.num_rows() > 0 {
+            self.fault.at("sink_write");
+            for sink in self.sinks.iter_mut() {
+                sink.send(good.clone()).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `batch` with the raw zone's partition column appended.

@@ -61,6 +61,8 @@ pub struct Plan {
     pub validators: Vec<PlannedStep>,
     pub checks: Vec<CheckSpec>,
     pub on_fail: OnFail,
+    /// Batches in the plugin steps at once (see `engine::lanes`).
+    pub parallel_batches: usize,
     pub sinks: Vec<Arc<dyn Sink>>,
     pub quarantine: Option<Arc<dyn Sink>>,
     /// The raw zone's dataset for this pipeline, when it keeps raw copies.
@@ -166,6 +168,7 @@ impl Plan {
                 .map(|c| c.get_ref().clone())
                 .collect(),
             on_fail: pipeline.on_fail,
+            parallel_batches: pipeline.parallel_batches,
             sinks,
             quarantine,
             raw,

@@ -392,6 +392,12 @@ impl TransformSession {
         &self.session.plugin
     }
 
+    /// Count the next batch as the stream's `number`th (from 0) in errors: for a session
+    /// that serves only some of a stream's batches (see `engine::lanes`).
+    pub fn number_next(&mut self, number: u64) {
+        self.batches = number;
+    }
+
     /// The output schema the plugin declares for input of schema `input`.
     pub fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, PluginError> {
         if let Some((asked, answer)) = &self.declared
@@ -483,6 +489,11 @@ impl ValidateSession {
 
     pub fn plugin(&self) -> &Plugin {
         &self.session.plugin
+    }
+
+    /// As [`TransformSession::number_next`].
+    pub fn number_next(&mut self, number: u64) {
+        self.batches = number;
     }
 
     /// Run the plugin's checks over one batch.

@@ -7,7 +7,9 @@
 //! (nulls in a column it declares not null), `huge_output` (a 1 GiB batch), `near_cap:<MiB>`
 //! (allocates and frees that much, then passes the batch through), `spin:<n>` (n million
 //! iterations of busy work, then passes the batch through), `snoop` (reports what it could
-//! see of files, environment and clock, as a one-row batch).
+//! see of files, environment and clock, as a one-row batch), `count` (not an attack: every
+//! row's `attack` becomes `count:<n>`, n the batches this instance has served, for the
+//! tests of parallel batches).
 //!
 //! It answers by columns (`transform-columns`), the whole output as computed columns, and
 //! has attacks of that answer's own: `keep_short` (a keep bitmap a byte short),
@@ -31,6 +33,7 @@ use weir_sdk::ipc;
 
 thread_local! {
     static SNOOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static SERVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Implements the WIT interface directly, not through the SDK's trait: a hostile plugin
@@ -154,6 +157,15 @@ fn attack(batch: RecordBatch) -> Result<RecordBatch, Error> {
             core::arch::wasm32::unreachable();
             #[cfg(not(target_arch = "wasm32"))]
             unreachable!()
+        }
+        Some("count") => {
+            let served = SERVED.get() + 1;
+            SERVED.set(served);
+            let at = batch.schema().index_of("attack")?;
+            let mut columns = batch.columns().to_vec();
+            let text = format!("count:{served}");
+            columns[at] = Arc::new(StringArray::from(vec![text.as_str(); batch.num_rows()]));
+            Ok(RecordBatch::try_new(batch.schema(), columns)?)
         }
         Some("extra_rows") => Ok(concat_batches(batch.schema_ref(), [&batch, &batch])?),
         Some("schema_lie") => {

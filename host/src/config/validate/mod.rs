@@ -12,7 +12,9 @@ use super::ConfigError;
 use super::error::Locator;
 use super::project::{FILE_NAME, Project, Zone};
 use super::root::Roots;
-use super::types::{LoadMode, OnFail, Pipeline, S3Settings, Sink, Source, Step};
+use super::types::{
+    LoadMode, MAX_PARALLEL_BATCHES, OnFail, Pipeline, S3Settings, Sink, Source, Step,
+};
 use crate::store::{Location, S3_SCHEME};
 
 use sink::sinks;
@@ -57,6 +59,12 @@ pub(super) fn validate(
         let (Step::Transform(plugin) | Step::Validate(plugin)) = step;
         plugin_path(plugin, base_dir, project, &format!("steps[{i}].plugin"), at)?;
         tenant(plugin, project, &format!("steps[{i}]"), at)?;
+    }
+    if !(1..=MAX_PARALLEL_BATCHES).contains(&pipeline.parallel_batches) {
+        return Err(at.at_key(
+            "parallel_batches",
+            format!("must be from 1 to {MAX_PARALLEL_BATCHES}"),
+        ));
     }
     for (i, check) in pipeline.checks.iter().enumerate() {
         builtin_check(check.get_ref(), &format!("checks[{i}]"), at)?;

@@ -1,0 +1,164 @@
+//! `parallel_batches`: a run puts that many batches through its plugin steps at once, each
+//! batch on its own instances of the steps, and loads them in the order it read them.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::pipeline::{self, Project, SQLITE_APPEND, orders};
+use common::{components, stderr, stdout};
+
+/// `host run` of `pipeline` with `parallel_batches = n` set in it.
+fn run_with(project: &Project, pipeline: &Path, n: usize) -> Output {
+    let text = std::fs::read_to_string(pipeline).unwrap();
+    let (name, rest) = text.split_once('\n').unwrap();
+    std::fs::write(pipeline, format!("{name}\nparallel_batches = {n}\n{rest}")).unwrap();
+    project.run(pipeline, None)
+}
+
+/// `SELECT columns FROM table` in the order the rows were inserted.
+fn rows_in_order(db: &Path, table: &str, columns: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let query = format!("SELECT CAST({columns} AS TEXT) FROM {table} ORDER BY rowid");
+        // The test's own fixed text, no values from outside.
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(query));
+        let rows: Vec<(String,)> = query.fetch_all(&pool).await.unwrap();
+        rows.into_iter().map(|(v,)| v).collect()
+    })
+}
+
+#[test]
+fn the_orders_pipeline_loads_the_same_rows_in_the_same_order_with_three_lanes() {
+    let data = orders(1, 1000, 0); // 10 batches of 100
+    let mut loaded = Vec::new();
+    for n in [1, 3] {
+        let project = Project::new();
+        project.write_data("a.csv", &data);
+        let file = project.pipeline("quarantine", SQLITE_APPEND);
+        let out = run_with(&project, &file, n);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "rows quarantined\n{}",
+            stderr(&out)
+        );
+        let rows = rows_in_order(
+            &project.path("warehouse.db"),
+            "orders",
+            "order_id || ',' || total_usd || ',' || order_month",
+        );
+        let quarantined: usize = pipeline::parquet_rows(&project.path("quarantine"))
+            .iter()
+            .map(|(_, b)| b.num_rows())
+            .sum();
+        loaded.push((rows, quarantined, stdout(&out)));
+    }
+    let (serial, parallel) = (&loaded[0], &loaded[1]);
+    let expected = data.iter().filter(|o| o.loads()).count();
+    assert_eq!(serial.0.len(), expected);
+    assert_eq!(parallel.0, serial.0, "the same rows, in the order read");
+    assert_eq!(parallel.1, serial.1);
+    assert_eq!(parallel.1, data.iter().filter(|o| o.quarantined()).count());
+    assert!(
+        parallel.2.contains("rows read              1000"),
+        "{}",
+        parallel.2
+    );
+}
+
+/// A pipeline of the hostile plugin over `attacks` (one batch of `rows` rows each, the
+/// attack in every row), loading into SQLite table `t`.
+fn hostile_pipeline(project: &Project, attacks: &[&str], rows: usize) -> PathBuf {
+    let mut csv = "id,attack\n".to_string();
+    for (batch, attack) in attacks.iter().enumerate() {
+        for row in 0..rows {
+            writeln!(csv, "{},{attack}", batch * rows + row).unwrap();
+        }
+    }
+    std::fs::write(project.path("data/in.csv"), csv).unwrap();
+    let file = project.path("pipeline.toml");
+    let text = format!(
+        r#"name = "lanes"
+
+[source]
+kind = "files"
+path = "data/*.csv"
+batch_size = {rows}
+
+[[steps]]
+kind = "transform"
+plugin = "{hostile}"
+grants = {{ clock = true, random = true }}  # what its `snoop` asks for
+
+[[sinks]]
+kind = "sqlite"
+name = "db"
+path = "out.db"
+table = "t"
+"#,
+        hostile = components().hostile.display(),
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn each_lane_has_its_own_instances_and_batch_i_goes_to_lane_i_mod_n() {
+    let project = Project::new();
+    let file = hostile_pipeline(&project, &["count"; 9], 4);
+    let out = run_with(&project, &file, 3);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let served = rows_in_order(&project.path("out.db"), "t", "id || ' ' || attack");
+    // Three instances, each serving every third batch: its 1st, 2nd and 3rd.
+    let expected: Vec<String> = (0..36)
+        .map(|id| format!("{id} count:{}", id / 4 / 3 + 1))
+        .collect();
+    assert_eq!(served, expected);
+}
+
+#[test]
+fn a_failing_batch_is_named_by_its_number_in_the_run_and_nothing_is_loaded() {
+    let project = Project::new();
+    let mut attacks = ["none"; 8];
+    attacks[5] = "trap";
+    let file = hostile_pipeline(&project, &attacks, 4);
+    let out = run_with(&project, &file, 3);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("failed on batch 5: it trapped"),
+        "batch 5 of the run, not of its lane: {err}"
+    );
+    assert!(
+        !project.path("out.db").exists()
+            || rows_in_order(&project.path("out.db"), "sqlite_master", "name")
+                .iter()
+                .all(|t| t != "t")
+            || rows_in_order(&project.path("out.db"), "t", "id").is_empty(),
+        "a failed run loads nothing"
+    );
+}
+
+#[test]
+fn parallel_batches_out_of_range_names_the_key() {
+    for n in [0, 65] {
+        let project = Project::new();
+        let file = hostile_pipeline(&project, &["none"], 1);
+        let out = run_with(&project, &file, n);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("pipeline.toml:2: parallel_batches: must be from 1 to 64"),
+            "{err}"
+        );
+    }
+}
