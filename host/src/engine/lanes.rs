@@ -1,7 +1,7 @@
 //! Lanes: a run's plugin steps, once for each batch they may hold at a time.
 //!
 //! With `parallel_batches = n` a run keeps n lanes, each with its own instance of every
-//! plugin step. Batch i goes through lane i mod n on a blocking thread while the run reads
+//! plugin step. Batch i goes through lane i mod n on the lane's own thread while the run reads
 //! the next batches and loads the ones before; the batches come out in the order they went
 //! in, so the checks, the quarantine and the sinks after the steps see the same stream as
 //! with one lane. Even one lane overlaps a batch's plugin calls with the next read and the
@@ -11,10 +11,11 @@
 //! with n lanes: such a step needs `parallel_batches = 1`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
 
 use arrow::array::RecordBatch;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use crate::plugin::{CheckResult, PluginError, TransformSession, ValidateSession};
 
@@ -72,22 +73,45 @@ impl Steps for Lane {
     }
 }
 
-type Running = JoinHandle<Result<Stepped, PluginError>>;
+/// What a lane's thread sends back: the batch through the steps, or the panic that
+/// stopped it.
+type Reply = std::thread::Result<Result<Stepped, PluginError>>;
 
-/// The lanes of a run and the batches in them, oldest first.
-pub struct Lanes<L: Steps = Lane> {
-    lanes: Vec<Arc<Mutex<L>>>,
-    in_flight: VecDeque<Running>,
+/// A batch for a lane's thread: its number in the run, and where the result goes.
+type Job = (u64, RecordBatch, oneshot::Sender<Reply>);
+
+/// The lanes of a run, each on a thread of its own, and the batches in them, oldest first.
+pub struct Lanes {
+    lanes: Vec<mpsc::Sender<Job>>,
+    in_flight: VecDeque<oneshot::Receiver<Reply>>,
     submitted: u64,
 }
 
-impl<L: Steps> Lanes<L> {
-    /// At least one lane.
-    pub fn new(lanes: Vec<L>) -> Lanes<L> {
+impl Lanes {
+    /// At least one lane. Each lane's thread ends when the `Lanes` is dropped, once done
+    /// with the batch it holds (a plugin's time budget bounds that).
+    pub fn new<L: Steps>(lanes: Vec<L>) -> Lanes {
         assert!(!lanes.is_empty(), "a run has at least one lane");
+        let lanes: Vec<mpsc::Sender<Job>> = (lanes.into_iter().enumerate())
+            .map(|(i, mut lane)| {
+                let (jobs, queue) = mpsc::channel::<Job>();
+                std::thread::Builder::new()
+                    .name(format!("weir-lane-{i}"))
+                    .spawn(move || {
+                        for (number, batch, reply) in queue {
+                            let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                lane.step(number, batch)
+                            }));
+                            let _ = reply.send(stepped); // unless the run has stopped waiting
+                        }
+                    })
+                    .expect("a thread for a lane");
+                jobs
+            })
+            .collect();
         Lanes {
             in_flight: VecDeque::with_capacity(lanes.len()),
-            lanes: lanes.into_iter().map(|l| Arc::new(Mutex::new(l))).collect(),
+            lanes,
             submitted: 0,
         }
     }
@@ -102,30 +126,28 @@ impl<L: Steps> Lanes<L> {
         };
         let number = self.submitted;
         self.submitted += 1;
-        let lane = self.lanes[(number % self.lanes.len() as u64) as usize].clone();
-        self.in_flight
-            .push_back(tokio::task::spawn_blocking(move || {
-                // The batches before this one in the lane have been taken out: it is free.
-                let mut lane = lane.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                lane.step(number, batch)
-            }));
+        let (reply, answer) = oneshot::channel();
+        let lane = &self.lanes[(number % self.lanes.len() as u64) as usize];
+        lane.send((number, batch, reply))
+            .expect("a lane's thread lives as long as its `Lanes`");
+        self.in_flight.push_back(answer);
         Ok(oldest)
     }
 
     /// The oldest batch still in a lane, once through; `None` when the lanes are empty.
     pub async fn next(&mut self) -> Option<Result<Stepped, PluginError>> {
-        let running = self.in_flight.pop_front()?;
-        Some(match running.await {
-            Ok(stepped) => stepped,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => unreachable!("a run never cancels its lanes' tasks: {e}"),
-        })
+        let answer = self.in_flight.pop_front()?;
+        match answer.await {
+            Ok(Ok(stepped)) => Some(stepped),
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => unreachable!("a lane's thread answers every batch it takes"),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Condvar;
+    use std::sync::{Arc, Condvar, Mutex};
     use std::time::{Duration, Instant};
 
     use arrow::array::{Array, Int64Array};
