@@ -117,6 +117,12 @@ fn each_lane_has_its_own_instances_and_batch_i_goes_to_lane_i_mod_n() {
     let file = hostile_pipeline(&project, &["count"; 9], 4);
     let out = run_with(&project, &file, 3);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = project.host(&["plan", file.to_str().unwrap()]);
+    assert!(
+        stdout(&plan).contains("lanes    3: the steps take that many batches at once"),
+        "{}",
+        stdout(&plan)
+    );
     let served = rows_in_order(&project.path("out.db"), "t", "id || ' ' || attack");
     // Three instances, each serving every third batch: its 1st, 2nd and 3rd.
     let expected: Vec<String> = (0..36)

@@ -184,6 +184,12 @@ pub fn plan(file: &Path) -> anyhow::Result<Outcome> {
         for (step, schema) in &report.step_schemas {
             println!("step     {step} → {}", columns(schema));
         }
+        if pipeline.parallel_batches > 1 && !pipeline.steps.is_empty() {
+            println!(
+                "lanes    {}: the steps take that many batches at once, an instance each",
+                pipeline.parallel_batches
+            );
+        }
         for check in &pipeline.checks {
             println!(
                 "check    {} (on fail: {:?})",
