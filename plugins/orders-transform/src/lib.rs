@@ -196,6 +196,18 @@ pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Outp
     Ok(output)
 }
 
+/// `f` of each row set in `keep`, in order. (A word of the bitmap at a time: fewer values
+/// live than in `BooleanBuffer::set_indices`, which in Wasm means fewer spills.)
+#[inline(always)]
+fn for_kept(keep: &BooleanBuffer, mut f: impl FnMut(usize)) {
+    for (word, mut bits) in keep.bit_chunks().iter_padded().enumerate() {
+        while bits != 0 {
+            f(word * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+}
+
 /// The rows of `array` set in `keep`.
 fn filter(array: &dyn Array, keep: &BooleanBuffer) -> Result<ArrayRef, Error> {
     Ok(weir_sdk::arrow::select::filter::filter(
@@ -218,10 +230,8 @@ fn parse_kept(
     let mut month_ends = vec![0; kept + 1];
     let mut month_text = vec![0; kept * 7];
     let mut end = 0;
-    let rows = keep
-        .set_indices()
-        .zip(micros.iter_mut().zip(&mut month_ends[1..]));
-    for (row, (micros, month_end)) in rows {
+    let mut k = 0;
+    for_kept(keep, |row| {
         // A null is read as "", which is not a date either.
         let value = if text.is_valid(row) {
             text.value(row)
@@ -229,7 +239,7 @@ fn parse_kept(
             ""
         };
         if let Some(date) = dates::parse(value) {
-            *micros = date.micros;
+            micros[k] = date.micros;
             let month: &mut [u8; 7] = (&mut month_text[end..end + 7]).try_into().unwrap();
             if date.on_text_date {
                 // The common case: `YYYY-MM` as written, no division.
@@ -239,8 +249,9 @@ fn parse_kept(
             }
             end += 7;
         }
-        *month_end = end as i32;
-    }
+        month_ends[k + 1] = end as i32;
+        k += 1;
+    });
     month_text.truncate(end);
     // A date where a month was written (cheaper than a bit builder appended to per row);
     // no null buffer when nothing is null, as Arrow's filter leaves it.
