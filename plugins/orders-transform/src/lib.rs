@@ -165,7 +165,14 @@ pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Outp
         keep = &keep & nulls.inner();
     }
 
-    let total: Vec<f64> = keep.set_indices().map(|i| a[i] * r[i]).collect();
+    // Into a slice of its final size, not pushed: a `Vec`'s length would be stored back to
+    // memory at every row in Wasm.
+    let mut total = vec![0.0; keep.count_set_bits()];
+    let mut k = 0;
+    for_kept(&keep, |i| {
+        total[k] = a[i] * r[i];
+        k += 1;
+    });
     let (dates, months) = match order_date {
         OrderDate::Text(text) => parse_kept(text, &keep),
         OrderDate::Converted(dates) => {
