@@ -4,12 +4,12 @@
 //! validated in full like any plugin output) and where each output column comes from; the
 //! input's columns it names are filtered here, from the host's own copy of the input.
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::buffer::{BooleanBuffer, Buffer};
-use arrow::compute::FilterBuilder;
 use arrow::datatypes::{FieldRef, Schema};
 
 use super::bindings::{ColumnSource, Transformed};
+use super::compact::Keep;
 use super::error::Cause;
 use super::ipc;
 
@@ -59,12 +59,7 @@ pub(crate) fn assemble(
         return Ok((computed, Some(stream)));
     }
 
-    // Built once for all the input columns named (and only if one is).
-    let filter = keep.filter(|_| names_input).map(|keep| {
-        FilterBuilder::new(&BooleanArray::new(keep, None))
-            .optimize()
-            .build()
-    });
+    let filter = keep.filter(|_| names_input).map(Keep::new);
     let mut fields: Vec<FieldRef> = Vec::with_capacity(answer.columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(answer.columns.len());
     for source in &answer.columns {

@@ -20,6 +20,7 @@ pub(crate) mod bindings;
 pub mod build;
 mod cache;
 pub(crate) mod columns;
+mod compact;
 mod error;
 pub(crate) mod ipc;
 mod limits;
