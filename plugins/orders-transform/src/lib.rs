@@ -279,11 +279,7 @@ fn months_array(ends: Vec<i32>, text: Vec<u8>, nulls: Option<NullBuffer>) -> Str
     // `-`: copied from a date whose bytes `dates::parse` checked, or formatted), so every
     // offset is a UTF-8 boundary.
     unsafe {
-        StringArray::new_unchecked(
-            OffsetBuffer::new_unchecked(ends.into()),
-            text.into(),
-            nulls,
-        )
+        StringArray::new_unchecked(OffsetBuffer::new_unchecked(ends.into()), text.into(), nulls)
     }
 }
 
