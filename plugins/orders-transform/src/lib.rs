@@ -156,7 +156,9 @@ pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Outp
 
     // Keep rows with a customer and `total_usd > 0`; a null total (null amount or rate) is
     // dropped, as pandas' comparison drops NaN.
-    let (a, r) = (amount.values(), rate.values());
+    // Slices, not the arrays' buffers: a slice's pointer and length stay in registers, where
+    // a buffer's would be read back from memory at every row (in Wasm).
+    let (a, r): (&[f64], &[f64]) = (amount.values(), rate.values());
     let mut keep = BooleanBuffer::collect_bool(a.len(), |i| a[i] * r[i] > 0.0);
     for nulls in [amount.nulls(), rate.nulls(), customer_nulls.as_ref()]
         .into_iter()
