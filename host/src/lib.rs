@@ -15,7 +15,8 @@
 //!   through object_store, Postgres tables and queries, JSON APIs over HTTP).
 //! - [`load`] — sinks behind the [`load::Sink`] trait (SQLite, Postgres, Parquet).
 //! - [`lake`] — lake zones (`weir.toml`) and their retention (`host lake gc`).
-//! - [`engine`] — one run of a pipeline, exactly once; [`state`] keeps its watermarks.
+//! - [`engine`] — one run of a pipeline, exactly once, its plugin steps in lanes
+//!   (`parallel_batches`); [`state`] keeps its watermarks.
 //! - [`store`] — which object store a path means (local directory or `s3://bucket/prefix`)
 //!   and opening it; file sources and the Parquet sink read and write through it.
 //! - [`alloc`] — the `host` binary's allocator (batch-sized blocks reused from a bounded
