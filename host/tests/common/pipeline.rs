@@ -182,9 +182,13 @@ path = "lake"
 partition_by = "order_month"
 "#;
 
-/// The `order_id`s of the SQLite table, or the query's error (no table, say). The database
-/// itself must open.
-fn order_ids(db: &Path) -> Result<Vec<i64>, sqlx::Error> {
+/// The first column of the rows `sql` selects from the SQLite database `db`, in order, or the
+/// query's error (no table, say). The database itself must open. `sql` is the test's own
+/// fixed text.
+pub fn query_column<T>(db: &Path, sql: &str) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -193,11 +197,16 @@ fn order_ids(db: &Path) -> Result<Vec<i64>, sqlx::Error> {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT order_id FROM orders")
+        let rows: Vec<(T,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_all(&pool)
             .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        Ok(rows.into_iter().map(|(value,)| value).collect())
     })
+}
+
+/// The `order_id`s of the SQLite table, or the query's error (no table, say).
+fn order_ids(db: &Path) -> Result<Vec<i64>, sqlx::Error> {
+    query_column(db, "SELECT order_id FROM orders")
 }
 
 /// `order_id`s in the SQLite table, with their multiplicity.
