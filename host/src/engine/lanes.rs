@@ -115,7 +115,7 @@ impl Lanes {
             })
             .collect();
         Lanes {
-            in_flight: VecDeque::with_capacity(lanes.len()),
+            in_flight: VecDeque::with_capacity(DEPTH * lanes.len()),
             lanes,
             submitted: 0,
         }

@@ -59,7 +59,9 @@ pub(crate) fn assemble(
         return Ok((computed, Some(stream)));
     }
 
-    let filter = keep.filter(|_| names_input).map(Keep::new);
+    let filter = keep
+        .filter(|_| names_input)
+        .map(|keep| Keep::new(keep, kept));
     let mut fields: Vec<FieldRef> = Vec::with_capacity(answer.columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(answer.columns.len());
     for source in &answer.columns {

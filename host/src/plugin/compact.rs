@@ -23,10 +23,12 @@ pub(crate) struct Keep {
 }
 
 impl Keep {
-    pub(crate) fn new(bits: BooleanBuffer) -> Keep {
+    /// `kept` is `bits.count_set_bits()`, which the caller has already counted.
+    pub(crate) fn new(bits: BooleanBuffer, kept: usize) -> Keep {
+        debug_assert_eq!(kept, bits.count_set_bits());
         Keep {
-            kept: bits.count_set_bits(),
             bits,
+            kept,
             arrow: OnceLock::new(),
         }
     }
@@ -230,7 +232,7 @@ mod tests {
                     assert!(super::x86::compact(arrays[0].as_ref(), &keep, kept).is_some());
                     assert!(super::x86::compact(arrays[4].as_ref(), &keep, kept).is_none());
                 }
-                let ours = Keep::new(keep.clone());
+                let ours = Keep::new(keep.clone(), keep.count_set_bits());
                 for array in &arrays {
                     let expected = filter(array.as_ref(), &predicate).unwrap();
                     let got = ours.filter(array).unwrap();
@@ -253,7 +255,7 @@ mod tests {
         for rows in [5, 64, 70] {
             let keep = BooleanBuffer::new(all.clone(), 0, rows);
             let array: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
-            let got = Keep::new(keep).filter(&array).unwrap();
+            let got = Keep::new(keep, rows).filter(&array).unwrap();
             assert_eq!(got.to_data(), array.to_data());
         }
     }
