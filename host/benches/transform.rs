@@ -1,7 +1,7 @@
 //! `orders-transform` as a Wasm plugin (answering by columns, the host filtering the input's
 //! columns it keeps) vs the same code natively (Arrow kernels, the same filter) vs the
 //! seed's pandas `transform_orders` and its Polars and DuckDB equivalents, over 5 M rows in
-//! 65,536-row batches; plus plugin instantiation. Weir and native each run one batch at a
+//! batches of the engine's default size; plus plugin instantiation. Weir and native each run one batch at a
 //! time, then two at once (Weir through the engine's lanes, `parallel_batches = 2`; native on
 //! two threads). Recorded in BENCHMARKS.md.
 //!
@@ -16,7 +16,8 @@ use weir::engine::lanes::{Lane, Lanes};
 use weir::plugin::build::{BuildOptions, build};
 use weir::plugin::{Runtime, StepPolicy};
 
-const BATCH: usize = 65_536;
+/// Rows per batch: what a run uses when its source does not say.
+const BATCH: usize = weir::config::types::DEFAULT_BATCH_SIZE;
 const RUNS: usize = 5;
 
 fn main() {

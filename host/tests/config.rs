@@ -156,7 +156,7 @@ path = "lake"
     let Source::Files(files) = &loaded.pipeline.source else {
         panic!("a file source")
     };
-    assert_eq!(files.batch_size, 65_536);
+    assert_eq!(files.batch_size, weir::config::types::DEFAULT_BATCH_SIZE);
     assert_eq!(loaded.pipeline.on_fail, OnFail::Abort);
     assert_eq!(loaded.pipeline.retry.attempts, 3);
 }

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use parquet::arrow::ArrowWriter;
 
 use super::Outcome;
+use crate::config::types::DEFAULT_BATCH_SIZE;
 use crate::extract::BatchStream;
 use crate::extract::file::{FileSource, FileSpec};
 use crate::plugin::build::{BuildOptions, Language, build};
@@ -83,7 +84,7 @@ pub struct TestArgs {
     #[arg(long)]
     expect: Option<PathBuf>,
     /// Rows per batch.
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Memory cap of the plugin, MiB.
     #[arg(long, default_value_t = Limits::default().memory_mib)]

@@ -54,6 +54,13 @@ fn default_parallel_batches() -> usize {
     1
 }
 
+/// Rows per batch when a source does not say. Small enough that a batch, its copy in a
+/// plugin's memory and the plugin's answer stay in the CPU's caches (two lanes of the orders
+/// transform: ~8% faster than at 65,536 rows); large enough that per-batch costs (a plugin
+/// call, a SQLite transaction) stay small (the orders pipeline: the same time at both sizes,
+/// and a fifth less memory).
+pub const DEFAULT_BATCH_SIZE: usize = 32_768;
+
 /// The most batches `parallel_batches` may put through the steps at once.
 pub const MAX_PARALLEL_BATCHES: usize = 64;
 
@@ -231,7 +238,7 @@ pub struct FileSource {
 }
 
 fn default_batch_size() -> usize {
-    65_536
+    DEFAULT_BATCH_SIZE
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
