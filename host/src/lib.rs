@@ -25,7 +25,7 @@
 //! - `fuzz` — the entry points of the fuzz targets in `fuzz/` (pipeline files, plugin
 //!   output, CSV/NDJSON).
 //!
-//! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.1`); plugin authors
+//! The plugin interface itself is `wit/plugin.wit` (`weir:plugin@0.1.2`); plugin authors
 //! write against the `weir-sdk` crate.
 
 pub mod alloc;

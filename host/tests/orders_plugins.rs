@@ -202,6 +202,49 @@ fn wasm_orders_transform_matches_an_independent_reference() {
     }
 }
 
+/// The orders transform reads four columns (`Transform::reads`): a wide column it does not
+/// read never enters the sandbox, yet reaches the output, its kept rows as they were.
+#[test]
+fn columns_the_transform_does_not_read_stay_outside_the_sandbox() {
+    let rows = generate(2_000, 0xface);
+    let narrow = to_batch(&rows);
+    // 16 KiB of text per row, 31 MiB in all: more than the step's 16 MiB memory cap.
+    let payload: StringArray = rows
+        .iter()
+        .map(|r| Some(format!("{:016384}", r.order_id)))
+        .collect();
+    let mut fields = narrow.schema().fields().to_vec();
+    fields.insert(1, Arc::new(Field::new("payload", DataType::Utf8, true)));
+    let mut columns = narrow.columns().to_vec();
+    columns.insert(1, Arc::new(payload));
+    let wide = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let policy = common::hostile::policy(10_000, 16);
+
+    let plugin = common::load(&common::components().orders_transform);
+    let mut session = plugin.transform_session("{}", policy).unwrap();
+    let output = session.transform(&wide).unwrap();
+    let expected = session.transform(&narrow).unwrap();
+    assert_eq!(output.num_rows(), expected.num_rows());
+    assert!(output.num_rows() > 1000);
+    assert_eq!(output.schema().field(1).name(), "payload");
+    let ids = output.column(0).as_primitive::<Int64Type>();
+    let payload = output.column(1).as_string::<i32>();
+    for row in 0..output.num_rows() {
+        assert_eq!(payload.value(row), format!("{:016384}", ids.value(row)));
+    }
+    // The rest is what the narrow batch gives.
+    assert_eq!(output.project(&[0, 2, 3, 4, 5, 6, 7]).unwrap(), expected);
+
+    // A plugin that reads every column cannot take this batch under the same cap.
+    let hostile = common::load(&common::components().hostile);
+    let error = hostile
+        .transform_session("{}", policy)
+        .unwrap()
+        .transform(&wide)
+        .expect_err("the payload does not fit");
+    assert!(matches!(error.cause, Cause::MemoryCap { .. }), "{error}");
+}
+
 #[test]
 fn bad_dates_fail_the_batch_when_configured_naming_the_row() {
     let rows = generate(100, 7);

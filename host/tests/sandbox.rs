@@ -127,6 +127,27 @@ fn output_that_is_not_arrow_ipc_is_rejected() {
 }
 
 #[test]
+fn columns_read_that_the_input_does_not_have_are_rejected() {
+    // The hostile plugin claims to read column 2 of an input of two (`id`, `bad_reads`).
+    let input = batch("none");
+    let renamed = arrow::datatypes::Schema::new(vec![
+        input.schema().field(0).clone(),
+        input.schema().field(1).clone().with_name("bad_reads"),
+    ]);
+    let input = RecordBatch::try_new(renamed.into(), input.columns().to_vec()).unwrap();
+    let mut session = session(policy(10_000, 256));
+    let error = session.transform(&input).expect_err("must be refused");
+    assert!(matches!(error.cause, Cause::BadReads(_)), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("`transform-reads`")
+            && message.contains("names columns [0, 2] of an input of 2"),
+        "{message}"
+    );
+    assert_eq!(session.transform(&batch("none")).unwrap().num_rows(), 3);
+}
+
+#[test]
 fn an_answer_by_columns_that_does_not_add_up_is_rejected() {
     // The three-row batch has two columns (`id`, `attack`).
     for (name, expected) in [

@@ -4,11 +4,14 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
+use arrow_schema::SchemaRef;
+
+use crate::output::{Projection, with_projection};
 use crate::{Config, Error, ErrorKind, Transform, Validator, ipc};
 
 pub mod transformer {
     wit_bindgen::generate!({
-        world: "column-transformer",
+        world: "reading-transformer",
         path: "../wit",
         pub_export_macro: true,
         default_bindings_module: "weir_sdk::__private::transformer",
@@ -28,11 +31,14 @@ pub mod validator {
 
 use transformer::exports::weir::plugin::transform as t;
 use transformer::exports::weir::plugin::transform_columns as tc;
+use transformer::exports::weir::plugin::transform_reads as tr;
 use validator::exports::weir::plugin::validate as v;
 
 thread_local! {
     // The plugin's state between calls; a component instance is single-threaded.
     static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    // The input schema `reads` was last asked about, and the columns of it the plugin reads.
+    static READS: RefCell<Option<(SchemaRef, Vec<usize>)>> = const { RefCell::new(None) };
 }
 
 fn init_state<P: 'static>(
@@ -109,7 +115,16 @@ impl<T: Transform> t::Guest for TransformAdapter<T> {
 impl<T: Transform> tc::Guest for TransformAdapter<T> {
     fn transform(batch: Vec<u8>) -> Result<tc::Transformed, tc::PluginError> {
         let input = ipc::decode_host_batch(batch).map_err(Error::from)?;
-        let output = with_state(|p: &mut T| p.transform(input.clone()))?;
+        // Only the columns read, if the host sent only those: outputs made from this batch
+        // stand for the whole input.
+        let projection = READS.with(|reads| {
+            let reads = reads.borrow();
+            let (whole, columns) = reads.as_ref()?;
+            Projection::of(&input, whole, columns)
+        });
+        let output = with_projection(projection, || {
+            with_state(|p: &mut T| p.transform(input.clone()))
+        })?;
         let parts = output.into_parts(&input)?;
         let computed =
             ipc::encode_batch(&parts.computed).map_err(|e| Error::internal(e.to_string()))?;
@@ -118,6 +133,24 @@ impl<T: Transform> tc::Guest for TransformAdapter<T> {
             computed,
             columns: parts.sources,
         })
+    }
+}
+
+impl<T: Transform> tr::Guest for TransformAdapter<T> {
+    fn reads(input_schema: Vec<u8>) -> Result<Option<Vec<u32>>, tr::PluginError> {
+        let whole = ipc::decode_schema(&input_schema).map_err(Error::from)?;
+        let columns = with_state(|p: &mut T| {
+            Ok(p.reads().map(|names| {
+                let fields = whole.fields().iter().enumerate();
+                let read = fields.filter(|(_, f)| names.contains(&f.name().as_str()));
+                read.map(|(i, _)| i).collect::<Vec<_>>()
+            }))
+        })?;
+        let answer = columns
+            .as_ref()
+            .map(|c| c.iter().map(|&i| i as u32).collect());
+        READS.with(|reads| *reads.borrow_mut() = columns.map(|c| (whole, c)));
+        Ok(answer)
     }
 }
 

@@ -1,7 +1,7 @@
 //! # weir-sdk
 //!
 //! Write a Weir plugin as a plain Rust type over Arrow [`RecordBatch`]es; the SDK owns the
-//! WebAssembly interface (`weir:plugin@0.1.1`, generated with wit-bindgen) and the Arrow IPC
+//! WebAssembly interface (`weir:plugin@0.1.2`, generated with wit-bindgen) and the Arrow IPC
 //! encoding, so a plugin contains neither.
 //!
 //! ```ignore
@@ -76,6 +76,14 @@ pub trait Transform: Sized + 'static {
     /// transform that keeps the input's columns, with the rows kept and the columns set
     /// ([`Output::select`]).
     fn transform(&mut self, batch: RecordBatch) -> Result<Output, Error>;
+
+    /// The input columns this transform reads, by name (default: all of them). Only these
+    /// enter the sandbox: [`Transform::transform`] is given a batch of just these (those the
+    /// input has, in its order), and an [`Output`] made from that batch still has the others,
+    /// which the host passes through from its own copy. Worth it for wide input.
+    fn reads(&self) -> Option<&[&str]> {
+        None
+    }
 
     /// The schema this transform produces for input of `input` schema. The default runs
     /// [`Transform::transform`] on an empty batch, which is right for any transform built

@@ -5,7 +5,12 @@
 //! bitmap and the computed columns leave the sandbox, and the host filters its own copy of
 //! the rest (`transform-columns` in the WIT package). For a transform that drops rows and
 //! adds a few columns that is most of its output.
+//!
+//! A transform that reads only some columns ([`crate::Transform::reads`]) is given a batch
+//! of those; an output made from that batch still stands for the whole input (see
+//! [`Projection`]), so the columns it did not read pass through too.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
@@ -34,17 +39,70 @@ pub(crate) enum Column {
 #[derive(Debug, Clone)]
 pub struct Output {
     pub(crate) input: RecordBatch,
+    /// Set where `input` holds only the columns the transform reads.
+    projection: Option<Arc<Projection>>,
     pub(crate) keep: Option<BooleanBuffer>,
     pub(crate) rows: usize,
+    /// `Column::Input` counts the whole input's columns.
     pub(crate) columns: Vec<(FieldRef, Column)>,
+}
+
+/// The batch a transform was given when the host sent only the columns it reads.
+#[derive(Debug)]
+pub(crate) struct Projection {
+    given: RecordBatch,
+    whole: SchemaRef,
+    /// For each column of the whole input, its place in `given`, if it was sent.
+    places: Vec<Option<usize>>,
+}
+
+impl Projection {
+    /// `given` as the `columns` of an input of schema `whole`, if that is what it holds
+    /// (else the host sent the whole input).
+    pub(crate) fn of(given: &RecordBatch, whole: &SchemaRef, columns: &[usize]) -> Option<Self> {
+        let names = given.schema_ref().fields().iter().map(|f| f.name());
+        let expected = columns
+            .iter()
+            .map(|&i| whole.fields().get(i).map(|f| f.name()));
+        if given.num_columns() != columns.len() || !names.map(Some).eq(expected) {
+            return None;
+        }
+        let mut places = vec![None; whole.fields().len()];
+        for (place, &column) in columns.iter().enumerate() {
+            places[column] = Some(place);
+        }
+        Some(Projection {
+            given: given.clone(),
+            whole: whole.clone(),
+            places,
+        })
+    }
+}
+
+thread_local! {
+    // The projection of the `transform` call under way, if any.
+    static PROJECTION: RefCell<Option<Arc<Projection>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` (a `transform` call) with outputs made from `projection`'s batch standing for
+/// the whole input.
+pub(crate) fn with_projection<R>(projection: Option<Projection>, f: impl FnOnce() -> R) -> R {
+    PROJECTION.with(|p| *p.borrow_mut() = projection.map(Arc::new));
+    let result = f();
+    PROJECTION.with(|p| *p.borrow_mut() = None);
+    result
 }
 
 impl From<RecordBatch> for Output {
     /// Every row and column of `batch`. Returning the input itself (or adding columns to
     /// it) sends none of its columns back to the host.
     fn from(batch: RecordBatch) -> Output {
-        let columns = batch
-            .schema()
+        let projection = PROJECTION.with(|p| p.borrow().clone());
+        let projection = projection.filter(|p| same_batch(&p.given, &batch));
+        let schema = projection
+            .as_ref()
+            .map_or_else(|| batch.schema(), |p| p.whole.clone());
+        let columns = schema
             .fields()
             .iter()
             .enumerate()
@@ -53,6 +111,7 @@ impl From<RecordBatch> for Output {
         Output {
             rows: batch.num_rows(),
             input: batch,
+            projection,
             keep: None,
             columns,
         }
@@ -128,16 +187,31 @@ impl Output {
             .iter()
             .map(|(_, column)| match (column, &filter) {
                 (Column::Computed(array), _) => Ok(array.clone()),
-                (Column::Input(i), None) => Ok(self.input.column(*i).clone()),
-                (Column::Input(i), Some(filter)) => filter.filter(self.input.column(*i)),
+                (Column::Input(i), None) => Ok(self.input_column(*i)?.clone()),
+                (Column::Input(i), Some(filter)) => Ok(filter.filter(self.input_column(*i)?)?),
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, Error>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
         Ok(RecordBatch::try_new_with_options(
             self.schema(),
             columns,
             &options,
         )?)
+    }
+
+    /// The input's column `i` (counted in the whole input), if the transform was given it.
+    fn input_column(&self, i: usize) -> Result<&ArrayRef, Error> {
+        let Some(projection) = &self.projection else {
+            return Ok(self.input.column(i));
+        };
+        let place = projection.places[i].ok_or_else(|| {
+            Error::internal(format!(
+                "column `{}` is not one the transform reads (`Transform::reads`): only the \
+                 host has it, and it cannot be part of a batch built here",
+                projection.whole.field(i).name()
+            ))
+        })?;
+        Ok(self.input.column(place))
     }
 
     /// As sent to the host for `input` (the batch the plugin was given): the keep bitmap,
@@ -304,6 +378,69 @@ mod tests {
             parts.sources[..],
             [ColumnSource::Computed(0), ColumnSource::Computed(1)]
         ));
+    }
+
+    #[test]
+    fn an_output_of_the_columns_read_stands_for_the_whole_input() {
+        // The whole input: id, name, amount; the transform reads `name` alone.
+        let whole = input();
+        let whole = RecordBatch::try_from_iter(
+            whole
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .zip(whole.columns().iter().cloned())
+                .chain([(
+                    "amount".to_string(),
+                    Arc::new(Int64Array::from(vec![5, 6, 7, 8])) as ArrayRef,
+                )]),
+        )
+        .unwrap();
+        let given = whole.project(&[1]).unwrap();
+        let projection = Projection::of(&given, &whole.schema(), &[1]);
+        assert!(projection.is_some());
+        // A batch that is not what was asked about is taken as the whole input.
+        assert!(Projection::of(&given, &whole.schema(), &[0]).is_none());
+
+        let (parts, made_here) = with_projection(projection, || {
+            let mut output = Output::select(&given, keep()).unwrap();
+            output.remove("amount");
+            output
+                .set(
+                    Field::new("loud", DataType::Utf8, false),
+                    Arc::new(StringArray::from(vec!["A", "D"])),
+                )
+                .unwrap();
+            let names: Vec<String> = output
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(names, ["id", "name", "loud"]);
+            // Outside the transform's batch, `id` exists only on the host.
+            let made_here = output.clone().into_batch();
+            (output.into_parts(&given).unwrap(), made_here)
+        });
+        assert!(matches!(
+            parts.sources[..],
+            [
+                ColumnSource::Input(0),
+                ColumnSource::Input(1),
+                ColumnSource::Computed(0)
+            ]
+        ));
+        assert_eq!(parts.keep, Some(vec![0b1001]));
+        let error = made_here.unwrap_err().to_string();
+        assert!(
+            error.contains("`id` is not one the transform reads"),
+            "{error}"
+        );
+
+        // After the call, the same batch is a batch of its own again.
+        let parts = Output::from(given.clone()).into_parts(&given).unwrap();
+        assert!(matches!(parts.sources[..], [ColumnSource::Input(0)]));
     }
 
     #[test]

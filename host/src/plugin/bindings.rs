@@ -18,10 +18,12 @@ pub use transformer::weir::plugin::types::{
 
 /// Export names by which the host recognises each world. Lookups by name find any 0.1.x
 /// version (wasmtime matches semver-compatible names); [`exports`] does so for a listing.
-pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.1";
-pub const VALIDATE_EXPORT: &str = "weir:plugin/validate@0.1.1";
+pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.2";
+pub const VALIDATE_EXPORT: &str = "weir:plugin/validate@0.1.2";
 /// Optional (since 0.1.1): a transformer's answer by columns.
-pub const COLUMNS_EXPORT: &str = "weir:plugin/transform-columns@0.1.1";
+pub const COLUMNS_EXPORT: &str = "weir:plugin/transform-columns@0.1.2";
+/// Optional (since 0.1.2), beside [`COLUMNS_EXPORT`]: the input columns a transformer reads.
+pub const READS_EXPORT: &str = "weir:plugin/transform-reads@0.1.2";
 
 /// Whether a component's export `name` is `ours` at a compatible version (any 0.1.x).
 pub fn exports(name: &str, ours: &str) -> bool {
@@ -49,5 +51,6 @@ mod tests {
             "weir:plugin/transform-columns@0.1.1",
             COLUMNS_EXPORT
         ));
+        assert!(exports("weir:plugin/transform@0.1.1", TRANSFORM_EXPORT));
     }
 }

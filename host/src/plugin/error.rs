@@ -49,6 +49,8 @@ pub enum Cause {
     BadOutput(String),
     #[error("its answer by columns (`transform-columns`) is unusable: {0}")]
     BadColumns(String),
+    #[error("its answer to which columns it reads (`transform-reads`) is unusable: {0}")]
+    BadReads(String),
     #[error("its output schema does not match the schema it declared: {0}")]
     SchemaMismatch(String),
     #[error("it returned {output} rows for {input} input rows; this step allows {policy}")]

@@ -50,7 +50,7 @@ const CAPABILITIES: &[(&str, Capability)] = &[
 ];
 
 /// The plugin interface's types (defined in the linker; it serves imports of any 0.1.x).
-pub const TYPES_INTERFACE: &str = "weir:plugin/types@0.1.1";
+pub const TYPES_INTERFACE: &str = "weir:plugin/types@0.1.2";
 
 pub fn classify(import: &str) -> Import {
     if BASELINE.iter().any(|p| import.starts_with(p)) {
@@ -202,6 +202,7 @@ mod tests {
             "wasi:random/insecure-seed@0.2.6",
             "weir:plugin/types@0.1.0",
             "weir:plugin/types@0.1.1",
+            "weir:plugin/types@0.1.2",
         ] {
             assert_eq!(classify(std_guest), Import::Baseline, "{std_guest}");
         }

@@ -9,8 +9,8 @@ use wasmtime::{Store, Trap};
 use super::bindings::transformer::Transformer;
 use super::bindings::validator::Validator;
 use super::bindings::{
-    COLUMNS_EXPORT, CheckResult, ErrorKind, GuestError, TRANSFORM_EXPORT, Transformed,
-    VALIDATE_EXPORT, Validation,
+    COLUMNS_EXPORT, CheckResult, ErrorKind, GuestError, READS_EXPORT, TRANSFORM_EXPORT,
+    Transformed, VALIDATE_EXPORT, Validation,
 };
 use super::error::Cause;
 use super::lower::Stream;
@@ -55,11 +55,15 @@ trait World: Sized {
 }
 
 /// A transform's per-batch function: `transform-columns.transform` where the plugin
-/// exports it (since 0.1.1), else `transform.transform`.
+/// exports it (since 0.1.1), with `transform-reads.reads` if it exports that too (since
+/// 0.1.2); else `transform.transform`.
 #[derive(Clone, Copy)]
 enum TransformFunc {
     Whole(Func),
-    Columns(Func),
+    Columns {
+        transform: Func,
+        reads: Option<Func>,
+    },
 }
 
 /// A transform's answer to one batch.
@@ -85,10 +89,11 @@ impl World for Transformer {
         store: &mut Store<StoreState>,
         instance: &Instance,
     ) -> wasmtime::Result<Self::Batch> {
-        if let Some(func) =
+        if let Some(transform) =
             export_func::<Transformed>(store, instance, COLUMNS_EXPORT, "transform")?
         {
-            return Ok(TransformFunc::Columns(func));
+            let reads = export_func::<Option<Vec<u32>>>(store, instance, READS_EXPORT, "reads")?;
+            return Ok(TransformFunc::Columns { transform, reads });
         }
         let func = export_func::<Vec<u8>>(store, instance, TRANSFORM_EXPORT, "transform")?;
         Ok(TransformFunc::Whole(
@@ -103,8 +108,8 @@ impl World for Transformer {
         // SAFETY: per the function's contract, each was type-checked by `export_func`.
         Ok(match func {
             TransformFunc::Whole(f) => unsafe { call_func(f, store, stream) }?.map(Answer::Whole),
-            TransformFunc::Columns(f) => {
-                unsafe { call_func(f, store, stream) }?.map(Answer::Columns)
+            TransformFunc::Columns { transform, .. } => {
+                unsafe { call_func(transform, store, stream) }?.map(Answer::Columns)
             }
         })
     }
@@ -368,9 +373,18 @@ fn classify(error: &wasmtime::Error, store: &Store<StoreState>, policy: &StepPol
 /// A transform plugin serving a stream of batches.
 pub struct TransformSession {
     session: Session<Transformer>,
-    /// The input schema last asked about, and the output schema the plugin declared for it.
-    declared: Option<(SchemaRef, SchemaRef)>,
+    /// What the plugin declared for the input schema last asked about.
+    declared: Option<Declared>,
     batches: u64,
+}
+
+/// What a transform plugin declares for one input schema.
+struct Declared {
+    input: SchemaRef,
+    output: SchemaRef,
+    /// The input's columns the plugin reads, where that is fewer than all (since 0.1.2):
+    /// only these are sent in.
+    reads: Option<Vec<usize>>,
 }
 
 impl TransformSession {
@@ -400,22 +414,45 @@ impl TransformSession {
 
     /// The output schema the plugin declares for input of schema `input`.
     pub fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, PluginError> {
-        if let Some((asked, answer)) = &self.declared
-            && asked == input
-        {
-            return Ok(answer.clone());
+        Ok(self.declare(input)?.output.clone())
+    }
+
+    /// What the plugin declares for input of schema `input`: asked once per schema and
+    /// instance (a new instance is asked again, as its `reads` answer may set its state).
+    fn declare(&mut self, input: &SchemaRef) -> Result<&Declared, PluginError> {
+        let known = self.session.live.is_some()
+            && self.declared.as_ref().is_some_and(|d| &d.input == input);
+        if !known {
+            self.declared = None;
+            let plugin = self.session.plugin.clone();
+            let bytes = ipc::encode_schema(input)
+                .map_err(|e| plugin.error(None, Cause::Input(e.to_string())))?;
+            let out = self.session.call(None, |live| {
+                let transform = live.guest.weir_plugin_transform();
+                transform.call_output_schema(&mut live.store, &bytes)
+            })?;
+            let output =
+                ipc::decode_schema(&out).map_err(|e| plugin.error(None, Cause::BadOutput(e)))?;
+            let reads = self.session.call(None, |live| match live.batch {
+                // SAFETY: found by `export_func` with this answer type.
+                TransformFunc::Columns {
+                    reads: Some(reads), ..
+                } => unsafe { call_func(reads, &mut live.store, Stream::Bytes(&bytes)) },
+                _ => Ok(Ok(None)),
+            })?;
+            let columns = input.fields().len();
+            let reads = reads
+                .map(|r| checked_reads(r, columns))
+                .transpose()
+                .map_err(|e| plugin.error(None, Cause::BadReads(e)))?
+                .filter(|r| r.len() < columns);
+            self.declared = Some(Declared {
+                input: input.clone(),
+                output,
+                reads,
+            });
         }
-        let plugin = self.session.plugin.clone();
-        let bytes = ipc::encode_schema(input)
-            .map_err(|e| plugin.error(None, Cause::Input(e.to_string())))?;
-        let out = self.session.call(None, |live| {
-            let transform = live.guest.weir_plugin_transform();
-            transform.call_output_schema(&mut live.store, &bytes)
-        })?;
-        let schema =
-            ipc::decode_schema(&out).map_err(|e| plugin.error(None, Cause::BadOutput(e)))?;
-        self.declared = Some((input.clone(), schema.clone()));
-        Ok(schema)
+        Ok(self.declared.as_ref().expect("declared above"))
     }
 
     /// Transform one batch; the result is checked against the declared schema and the
@@ -435,11 +472,26 @@ impl TransformSession {
     ) -> Result<(RecordBatch, Option<Buffer>), PluginError> {
         let number = self.batches;
         self.batches += 1;
-        let declared = self.output_schema(batch.schema_ref())?;
         let plugin = self.session.plugin.clone();
         let fail = |cause| plugin.error(Some(number), cause);
+        let declared = self.declare(batch.schema_ref())?;
+        let sent = match &declared.reads {
+            Some(columns) => Some(
+                batch
+                    .project(columns)
+                    .map_err(|e| fail(Cause::Input(e.to_string())))?,
+            ),
+            None => None,
+        };
+        let declared = declared.output.clone();
 
-        let (output, stream) = match self.session.call_batch(number, batch, ipc)? {
+        // A plugin reading some columns gets only those (its answer still names the input's
+        // columns by their place in the whole input).
+        let answer = match &sent {
+            Some(projected) => self.session.call_batch(number, projected, None)?,
+            None => self.session.call_batch(number, batch, ipc)?,
+        };
+        let (output, stream) = match answer {
             Answer::Whole(bytes) => {
                 let stream = Buffer::from_vec(bytes);
                 let output =
@@ -520,6 +572,19 @@ impl ValidateSession {
         }
         Ok(validation.checks)
     }
+}
+
+/// A plugin's `reads` answer, checked: column indexes ascending, each below `columns`.
+fn checked_reads(reads: Vec<u32>, columns: usize) -> Result<Vec<usize>, String> {
+    let reads: Vec<usize> = reads.into_iter().map(|i| i as usize).collect();
+    let ascending = reads.windows(2).all(|w| w[0] < w[1]);
+    if !ascending || reads.last().is_some_and(|&last| last >= columns) {
+        return Err(format!(
+            "it names columns {reads:?} of an input of {columns}: they must ascend, each \
+             below {columns}"
+        ));
+    }
+    Ok(reads)
 }
 
 /// What differs between the declared and the actual schema, field by field.

@@ -16,6 +16,9 @@
 //! `bad_input_column` and `bad_computed_column` (columns it does not have), `computed_rows`
 //! (computed columns with more rows than it keeps) and `columns_garbage` (computed columns
 //! that are not Arrow IPC).
+//!
+//! It reads every column (`transform-reads` answers `none`), except for an input with a
+//! column named `bad_reads`: then it claims a column that input does not have.
 
 use std::sync::Arc;
 
@@ -27,7 +30,7 @@ use weir_sdk::arrow::schema::{DataType, Field, Schema};
 use weir_sdk::arrow::select::concat::concat_batches;
 
 use weir_sdk::__private::transformer::exports::weir::plugin::transform::{Guest, PluginError};
-use weir_sdk::__private::transformer::exports::weir::plugin::transform_columns;
+use weir_sdk::__private::transformer::exports::weir::plugin::{transform_columns, transform_reads};
 use weir_sdk::__private::transformer::weir::plugin::types::{ColumnSource, Transformed};
 use weir_sdk::ipc;
 
@@ -63,6 +66,14 @@ impl Guest for Hostile {
             return Ok(b"this is not an Arrow IPC stream".to_vec());
         }
         Ok(ipc::encode_batch(&attack(batch)?).map_err(Error::from)?)
+    }
+}
+
+impl transform_reads::Guest for Hostile {
+    fn reads(input: Vec<u8>) -> Result<Option<Vec<u32>>, PluginError> {
+        let schema = ipc::decode_schema(&input).map_err(Error::from)?;
+        let bad = schema.field_with_name("bad_reads").is_ok();
+        Ok(bad.then(|| vec![0, schema.fields().len() as u32]))
     }
 }
 
