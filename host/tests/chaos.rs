@@ -63,20 +63,14 @@ fn round_file(round: i64) -> String {
 }
 
 /// How one sink is read back, for the comparison.
-enum Target {
+enum Target<'a> {
     Sqlite(PathBuf),
     Parquet(PathBuf),
-    Postgres {
-        server: &'static PgServer,
-        table: String,
-    },
-    S3 {
-        moto: &'static Moto,
-        root: String,
-    },
+    Postgres { server: &'a PgServer, table: String },
+    S3 { moto: &'a Moto, root: String },
 }
 
-impl Target {
+impl Target<'_> {
     /// How many times each order id is in the sink.
     fn ids(&self) -> BTreeMap<i64, usize> {
         match self {
@@ -133,21 +127,21 @@ impl Target {
 }
 
 /// One pipeline under test: its file, its sinks read back, the environment its runs get.
-struct Case {
+struct Case<'a> {
     name: String,
     dir: tempfile::TempDir,
     pipeline: PathBuf,
-    targets: Vec<(String, Target)>,
+    targets: Vec<(String, Target<'a>)>,
     env: Vec<(&'static str, String)>,
 }
 
-impl Case {
+impl<'a> Case<'a> {
     fn new(
         name: &str,
         sinks: &str,
-        targets: Vec<(String, Target)>,
+        targets: Vec<(String, Target<'a>)>,
         dir: tempfile::TempDir,
-    ) -> Case {
+    ) -> Case<'a> {
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let pipeline = dir.path().join("pipeline.toml");
         std::fs::write(
@@ -434,14 +428,10 @@ fn kill_9_sqlite_and_local_parquet() {
     run_sink("sqlite", cases);
 }
 
-fn pg() -> &'static PgServer {
-    static SERVER: std::sync::OnceLock<PgServer> = std::sync::OnceLock::new();
-    SERVER.get_or_init(PgServer::start)
-}
-
 #[test]
 fn kill_9_postgres() {
-    let server = pg();
+    // The test's own server, stopped when it ends (a server in a static is never dropped).
+    let server = &PgServer::start();
     let case = |mode: &str, extra: &str| {
         let table = format!("chaos_{mode}");
         let dir = tempfile::tempdir().unwrap();
@@ -462,18 +452,10 @@ fn kill_9_postgres() {
     );
 }
 
-fn moto() -> &'static Moto {
-    static SERVER: std::sync::OnceLock<Moto> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| {
-        let moto = Moto::start();
-        moto.create_bucket("chaos");
-        moto
-    })
-}
-
 #[test]
 fn kill_9_parquet_on_s3() {
-    let moto = moto();
+    let moto = &Moto::start();
+    moto.create_bucket("chaos");
     let case = |mode: &str| {
         let root = format!("lake/{mode}");
         let dir = tempfile::tempdir().unwrap();
