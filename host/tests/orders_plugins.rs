@@ -208,16 +208,7 @@ fn wasm_orders_transform_matches_an_independent_reference() {
 fn columns_the_transform_does_not_read_stay_outside_the_sandbox() {
     let rows = generate(2_000, 0xface);
     let narrow = to_batch(&rows);
-    // 16 KiB of text per row, 31 MiB in all: more than the step's 16 MiB memory cap.
-    let payload: StringArray = rows
-        .iter()
-        .map(|r| Some(format!("{:016384}", r.order_id)))
-        .collect();
-    let mut fields = narrow.schema().fields().to_vec();
-    fields.insert(1, Arc::new(Field::new("payload", DataType::Utf8, true)));
-    let mut columns = narrow.columns().to_vec();
-    columns.insert(1, Arc::new(payload));
-    let wide = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let wide = with_payload(&narrow);
     let policy = common::hostile::policy(10_000, 16);
 
     let plugin = common::load(&common::components().orders_transform);
@@ -243,6 +234,59 @@ fn columns_the_transform_does_not_read_stay_outside_the_sandbox() {
         .transform(&wide)
         .expect_err("the payload does not fit");
     assert!(matches!(error.cause, Cause::MemoryCap { .. }), "{error}");
+}
+
+/// `batch` with a column `payload` second: 16 KiB of text per row (`order_id`, padded), 31
+/// MiB for 2,000 rows, more than a 16 MiB memory cap.
+fn with_payload(batch: &RecordBatch) -> RecordBatch {
+    let ids = batch.column(0).as_primitive::<Int64Type>();
+    let payload: StringArray = ids
+        .iter()
+        .map(|id| Some(format!("{:016384}", id?)))
+        .collect();
+    let mut fields = batch.schema().fields().to_vec();
+    fields.insert(1, Arc::new(Field::new("payload", DataType::Utf8, true)));
+    let mut columns = batch.columns().to_vec();
+    columns.insert(1, Arc::new(payload));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+/// Orders as the validator sees them: with `total_usd` (negative where the amount is).
+fn validator_input(rows: &[Row]) -> RecordBatch {
+    let batch = to_batch(rows);
+    let totals: Float64Array = rows
+        .iter()
+        .map(|r| r.amount.map(|a| a * r.exchange_rate))
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(totals));
+    let mut fields = batch.schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("total_usd", DataType::Float64, true)));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+/// The orders validator reads three columns: a wide column it does not read never enters
+/// the sandbox, and the checks (their failing rows counted in the whole batch) are those of
+/// the batch without it.
+#[test]
+fn columns_the_validator_does_not_read_stay_outside_the_sandbox() {
+    let mut rows = generate(2_000, 0xbeef);
+    rows[7].order_id = rows[3].order_id; // a duplicate, for a failing row
+    let narrow = validator_input(&rows);
+    let plugin = common::load(&common::components().orders_validator);
+    let mut session = plugin
+        .validate_session("{}", common::hostile::policy(10_000, 16))
+        .unwrap();
+    let outcome = |checks: Vec<weir::plugin::CheckResult>| -> Vec<(String, bool, Vec<u32>)> {
+        checks
+            .into_iter()
+            .map(|c| (c.name, c.passed, c.failing_rows))
+            .collect()
+    };
+    let expected = outcome(session.validate(&narrow).unwrap());
+    assert!(expected.iter().any(|(_, passed, _)| !passed));
+    let got = outcome(session.validate(&with_payload(&narrow)).unwrap());
+    assert_eq!(got, expected);
 }
 
 #[test]
@@ -279,17 +323,8 @@ fn wasm_orders_validator_finds_exactly_the_failing_rows() {
     let mut rows = generate(5_000, 99);
     rows[10].order_id = 3; // duplicates
     rows[20].order_id = 3;
-    let batch = to_batch(&rows);
-    // The validator runs on transformed data: give it a `total_usd` with negatives.
-    let totals: Float64Array = rows
-        .iter()
-        .map(|r| r.amount.map(|a| a * r.exchange_rate))
-        .collect();
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(totals));
-    let mut fields = batch.schema().fields().to_vec();
-    fields.push(Arc::new(Field::new("total_usd", DataType::Float64, true)));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    // The validator runs on transformed data: a `total_usd` with negatives.
+    let batch = validator_input(&rows);
 
     let plugin = common::load(&common::components().orders_validator);
     let mut session = plugin
@@ -359,22 +394,36 @@ fn a_transforms_output_stream_goes_to_the_validator_as_it_is() {
     assert!(stream.is_none());
     let stream = encode(&output);
 
-    let validator = common::load(&common::components().orders_validator);
+    // A validator reading every column (the test one, whose check says what it saw).
+    let validator = common::load(&common::components().hostile_validator);
     let mut validator = validator
         .validate_session("{}", StepPolicy::default())
         .unwrap();
     let message = |checks: Vec<weir::plugin::CheckResult>| {
-        let check = checks.into_iter().find(|c| c.name == "batch_not_empty");
+        let check = checks.into_iter().find(|c| c.name == "fine");
         check.unwrap().message
     };
     let rows = output.num_rows();
     let encoded = message(validator.validate(&output).unwrap());
-    assert_eq!(encoded, format!("{rows} rows"));
+    assert_eq!(encoded, format!("{rows} rows, 7 columns"));
     let handed = message(validator.validate_ipc(&output, Some(&stream)).unwrap());
     assert_eq!(handed, encoded);
     // The bytes are sent, not the batch encoded anew: a stream of half the rows is what the
     // validator sees.
     let half = encode(&output.slice(0, rows / 2));
     let seen = message(validator.validate_ipc(&output, Some(&half)).unwrap());
-    assert_eq!(seen, format!("{} rows", rows / 2));
+    assert_eq!(seen, format!("{} rows, 7 columns", rows / 2));
+
+    // The orders validator reads 3 of the 7 columns: it is sent those, encoded anew, and
+    // the stream is not used (it holds every column).
+    let orders = common::load(&common::components().orders_validator);
+    let mut orders = orders
+        .validate_session("{}", StepPolicy::default())
+        .unwrap();
+    let not_empty = |checks: Vec<weir::plugin::CheckResult>| {
+        let check = checks.into_iter().find(|c| c.name == "batch_not_empty");
+        check.unwrap().message
+    };
+    let seen = not_empty(orders.validate_ipc(&output, Some(&half)).unwrap());
+    assert_eq!(seen, format!("{rows} rows"));
 }

@@ -21,7 +21,7 @@ pub mod transformer {
 
 pub mod validator {
     wit_bindgen::generate!({
-        world: "validator",
+        world: "reading-validator",
         path: "../wit",
         pub_export_macro: true,
         default_bindings_module: "weir_sdk::__private::validator",
@@ -33,6 +33,7 @@ use transformer::exports::weir::plugin::transform as t;
 use transformer::exports::weir::plugin::transform_columns as tc;
 use transformer::exports::weir::plugin::transform_reads as tr;
 use validator::exports::weir::plugin::validate as v;
+use validator::exports::weir::plugin::validate_reads as vr;
 
 thread_local! {
     // The plugin's state between calls; a component instance is single-threaded.
@@ -136,19 +137,23 @@ impl<T: Transform> tc::Guest for TransformAdapter<T> {
     }
 }
 
+/// The indexes in `whole` of the columns named in `names` (`None`: all).
+fn columns_read(whole: &SchemaRef, names: Option<&[&str]>) -> Option<Vec<usize>> {
+    let fields = whole.fields().iter().enumerate();
+    let names = names?;
+    let read = fields.filter(|(_, f)| names.contains(&f.name().as_str()));
+    Some(read.map(|(i, _)| i).collect())
+}
+
+fn as_u32(columns: &[usize]) -> Vec<u32> {
+    columns.iter().map(|&i| i as u32).collect()
+}
+
 impl<T: Transform> tr::Guest for TransformAdapter<T> {
     fn reads(input_schema: Vec<u8>) -> Result<Option<Vec<u32>>, tr::PluginError> {
         let whole = ipc::decode_schema(&input_schema).map_err(Error::from)?;
-        let columns = with_state(|p: &mut T| {
-            Ok(p.reads().map(|names| {
-                let fields = whole.fields().iter().enumerate();
-                let read = fields.filter(|(_, f)| names.contains(&f.name().as_str()));
-                read.map(|(i, _)| i).collect::<Vec<_>>()
-            }))
-        })?;
-        let answer = columns
-            .as_ref()
-            .map(|c| c.iter().map(|&i| i as u32).collect());
+        let columns = with_state(|p: &mut T| Ok(columns_read(&whole, p.reads())))?;
+        let answer = columns.as_deref().map(as_u32);
         READS.with(|reads| *reads.borrow_mut() = columns.map(|c| (whole, c)));
         Ok(answer)
     }
@@ -156,6 +161,14 @@ impl<T: Transform> tr::Guest for TransformAdapter<T> {
 
 #[doc(hidden)]
 pub struct ValidatorAdapter<V>(PhantomData<V>);
+
+impl<V: Validator> vr::Guest for ValidatorAdapter<V> {
+    fn reads(input_schema: Vec<u8>) -> Result<Option<Vec<u32>>, vr::PluginError> {
+        let whole = ipc::decode_schema(&input_schema).map_err(Error::from)?;
+        let columns = with_state(|p: &mut V| Ok(columns_read(&whole, p.reads())))?;
+        Ok(columns.as_deref().map(as_u32))
+    }
+}
 
 impl<V: Validator> v::Guest for ValidatorAdapter<V> {
     fn init(config: String) -> Result<(), v::PluginError> {

@@ -135,6 +135,13 @@ impl Check {
 pub trait Validator: Sized + 'static {
     fn new(config: Config) -> Result<Self, Error>;
     fn validate(&mut self, batch: &RecordBatch) -> Result<Vec<Check>, Error>;
+
+    /// The input columns this validator reads, by name (default: all of them). Only these
+    /// enter the sandbox: [`Validator::validate`] is given a batch of just these (those the
+    /// input has, in its order); its failing rows are rows of the whole batch all the same.
+    fn reads(&self) -> Option<&[&str]> {
+        None
+    }
 }
 
 #[doc(hidden)]

@@ -24,6 +24,8 @@ pub const VALIDATE_EXPORT: &str = "weir:plugin/validate@0.1.2";
 pub const COLUMNS_EXPORT: &str = "weir:plugin/transform-columns@0.1.2";
 /// Optional (since 0.1.2), beside [`COLUMNS_EXPORT`]: the input columns a transformer reads.
 pub const READS_EXPORT: &str = "weir:plugin/transform-reads@0.1.2";
+/// Optional (since 0.1.2): the input columns a validator reads.
+pub const VALIDATE_READS_EXPORT: &str = "weir:plugin/validate-reads@0.1.2";
 
 /// Whether a component's export `name` is `ours` at a compatible version (any 0.1.x).
 pub fn exports(name: &str, ours: &str) -> bool {

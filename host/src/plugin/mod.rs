@@ -10,8 +10,8 @@
 //!   comes back is validated in full before the host uses it (`ipc`). A transform that
 //!   answers by columns (`transform-columns`, since 0.1.1) sends back only the rows it
 //!   keeps and the columns it computed; the host filters its own copy of the input's
-//!   columns for the rest (`columns`). One that names the columns it reads
-//!   (`transform-reads`, since 0.1.2) is sent only those.
+//!   columns for the rest (`columns`). A transform or validator that names the
+//!   columns it reads (`transform-reads`, `validate-reads`, since 0.1.2) is sent only those.
 //! - A component's [`Manifest`] (`weir-plugin.toml`, embedded by `host plugin build`) names
 //!   it and declares the capabilities it asks for. Loading refuses an import the sandbox
 //!   never provides or one needing a capability the manifest does not declare;

@@ -10,7 +10,7 @@ use super::bindings::transformer::Transformer;
 use super::bindings::validator::Validator;
 use super::bindings::{
     COLUMNS_EXPORT, CheckResult, ErrorKind, GuestError, READS_EXPORT, TRANSFORM_EXPORT,
-    Transformed, VALIDATE_EXPORT, Validation,
+    Transformed, VALIDATE_EXPORT, VALIDATE_READS_EXPORT, Validation,
 };
 use super::error::Cause;
 use super::lower::Stream;
@@ -45,6 +45,9 @@ trait World: Sized {
         store: &mut Store<StoreState>,
         instance: &Instance,
     ) -> wasmtime::Result<Self::Batch>;
+    /// The plugin's `reads` function (`*-reads`, since 0.1.2), if it exports one: found with
+    /// the per-batch function, and type-checked as answering `option<list<u32>>`.
+    fn reads_func(batch: &Self::Batch) -> Option<Func>;
     /// # Safety
     /// `func` is what [`World::batch_func`] found in this store's instance.
     unsafe fn call(
@@ -100,6 +103,12 @@ impl World for Transformer {
             func.ok_or_else(|| missing(TRANSFORM_EXPORT, "transform"))?,
         ))
     }
+    fn reads_func(batch: &TransformFunc) -> Option<Func> {
+        match batch {
+            TransformFunc::Columns { reads, .. } => *reads,
+            TransformFunc::Whole(_) => None,
+        }
+    }
     unsafe fn call(
         func: TransformFunc,
         store: &mut Store<StoreState>,
@@ -115,9 +124,17 @@ impl World for Transformer {
     }
 }
 
+/// A validator's per-batch function, and `validate-reads.reads` if it exports that (since
+/// 0.1.2).
+#[derive(Clone, Copy)]
+struct ValidateFunc {
+    validate: Func,
+    reads: Option<Func>,
+}
+
 impl World for Validator {
     type Output = Validation;
-    type Batch = Func;
+    type Batch = ValidateFunc;
     fn instantiate(pre: &Pre, store: &mut Store<StoreState>) -> wasmtime::Result<(Self, Instance)> {
         let Pre::Validator(pre) = pre else {
             unreachable!("checked when the session was made")
@@ -128,17 +145,26 @@ impl World for Validator {
     fn init(&self, store: &mut Store<StoreState>, config: &str) -> CallResult<()> {
         self.weir_plugin_validate().call_init(store, config)
     }
-    fn batch_func(store: &mut Store<StoreState>, instance: &Instance) -> wasmtime::Result<Func> {
-        export_func::<Validation>(store, instance, VALIDATE_EXPORT, "validate")?
-            .ok_or_else(|| missing(VALIDATE_EXPORT, "validate"))
+    fn batch_func(
+        store: &mut Store<StoreState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<ValidateFunc> {
+        let validate = export_func::<Validation>(store, instance, VALIDATE_EXPORT, "validate")?
+            .ok_or_else(|| missing(VALIDATE_EXPORT, "validate"))?;
+        let reads =
+            export_func::<Option<Vec<u32>>>(store, instance, VALIDATE_READS_EXPORT, "reads")?;
+        Ok(ValidateFunc { validate, reads })
+    }
+    fn reads_func(batch: &ValidateFunc) -> Option<Func> {
+        batch.reads
     }
     unsafe fn call(
-        func: Func,
+        func: ValidateFunc,
         store: &mut Store<StoreState>,
         stream: Stream<'_>,
     ) -> CallResult<Validation> {
         // SAFETY: per the function's contract.
-        unsafe { call_func(func, store, stream) }
+        unsafe { call_func(func.validate, store, stream) }
     }
 }
 
@@ -227,6 +253,26 @@ impl<W: World> Session<W> {
         self.call(Some(number), |live| unsafe {
             W::call(live.batch, &mut live.store, stream)
         })
+    }
+
+    /// The columns the plugin reads of input of schema `input` (`schema`, its IPC stream),
+    /// checked, where it reads fewer than all.
+    fn reads(
+        &mut self,
+        input: &SchemaRef,
+        schema: &[u8],
+    ) -> Result<Option<Vec<usize>>, PluginError> {
+        let reads = self.call(None, |live| match W::reads_func(&live.batch) {
+            // SAFETY: found by `export_func` with this answer type.
+            Some(reads) => unsafe { call_func(reads, &mut live.store, Stream::Bytes(schema)) },
+            None => Ok(Ok(None)),
+        })?;
+        let columns = input.fields().len();
+        let reads = reads
+            .map(|r| checked_reads(r, columns))
+            .transpose()
+            .map_err(|e| self.plugin.error(None, Cause::BadReads(e)))?;
+        Ok(reads.filter(|r| r.len() < columns))
     }
 
     /// The epoch deadline that falls `budget` from now.
@@ -433,19 +479,7 @@ impl TransformSession {
             })?;
             let output =
                 ipc::decode_schema(&out).map_err(|e| plugin.error(None, Cause::BadOutput(e)))?;
-            let reads = self.session.call(None, |live| match live.batch {
-                // SAFETY: found by `export_func` with this answer type.
-                TransformFunc::Columns {
-                    reads: Some(reads), ..
-                } => unsafe { call_func(reads, &mut live.store, Stream::Bytes(&bytes)) },
-                _ => Ok(Ok(None)),
-            })?;
-            let columns = input.fields().len();
-            let reads = reads
-                .map(|r| checked_reads(r, columns))
-                .transpose()
-                .map_err(|e| plugin.error(None, Cause::BadReads(e)))?
-                .filter(|r| r.len() < columns);
+            let reads = self.session.reads(input, &bytes)?;
             self.declared = Some(Declared {
                 input: input.clone(),
                 output,
@@ -522,6 +556,9 @@ impl TransformSession {
 /// A validator plugin serving a stream of batches.
 pub struct ValidateSession {
     session: Session<Validator>,
+    /// The input schema last asked about, and the columns of it the plugin reads (where
+    /// fewer than all; since 0.1.2).
+    reads: Option<(SchemaRef, Option<Vec<usize>>)>,
     batches: u64,
 }
 
@@ -529,6 +566,7 @@ impl ValidateSession {
     pub(super) fn new(plugin: Plugin, config: &str, policy: StepPolicy) -> Self {
         ValidateSession {
             session: Session::new(plugin, config, policy),
+            reads: None,
             batches: 0,
         }
     }
@@ -563,7 +601,26 @@ impl ValidateSession {
         let number = self.batches;
         self.batches += 1;
         let plugin = self.session.plugin.clone();
-        let validation = self.session.call_batch(number, batch, ipc)?;
+        let input = batch.schema_ref();
+        // Asked once per schema and instance, as a transform's (see `TransformSession`).
+        let known = self.session.live.is_some()
+            && self.reads.as_ref().is_some_and(|(asked, _)| asked == input);
+        if !known {
+            self.reads = None;
+            let bytes = ipc::encode_schema(input)
+                .map_err(|e| plugin.error(None, Cause::Input(e.to_string())))?;
+            self.reads = Some((input.clone(), self.session.reads(input, &bytes)?));
+        }
+        // A plugin reading some columns gets only those; failing rows are rows all the same.
+        let validation = match self.reads.as_ref().and_then(|(_, r)| r.as_ref()) {
+            Some(columns) => {
+                let projected = batch
+                    .project(columns)
+                    .map_err(|e| plugin.error(Some(number), Cause::Input(e.to_string())))?;
+                self.session.call_batch(number, &projected, None)?
+            }
+            None => self.session.call_batch(number, batch, ipc)?,
+        };
         let rows = batch.num_rows();
         for check in &validation.checks {
             if let Some(&row) = check.failing_rows.iter().find(|&&r| r as usize >= rows) {

@@ -19,6 +19,10 @@ impl Validator for OrdersValidator {
     fn validate(&mut self, batch: &RecordBatch) -> Result<Vec<Check>, Error> {
         validate_orders(batch)
     }
+
+    fn reads(&self) -> Option<&[&str]> {
+        Some(&["customer_id", "total_usd", "order_id"])
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
