@@ -399,10 +399,7 @@ fn a_transforms_output_stream_goes_to_the_validator_as_it_is() {
     let mut validator = validator
         .validate_session("{}", StepPolicy::default())
         .unwrap();
-    let message = |checks: Vec<weir::plugin::CheckResult>| {
-        let check = checks.into_iter().find(|c| c.name == "fine");
-        check.unwrap().message
-    };
+    let message = |checks| check_message(checks, "fine");
     let rows = output.num_rows();
     let encoded = message(validator.validate(&output).unwrap());
     assert_eq!(encoded, format!("{rows} rows, 7 columns"));
@@ -420,10 +417,15 @@ fn a_transforms_output_stream_goes_to_the_validator_as_it_is() {
     let mut orders = orders
         .validate_session("{}", StepPolicy::default())
         .unwrap();
-    let not_empty = |checks: Vec<weir::plugin::CheckResult>| {
-        let check = checks.into_iter().find(|c| c.name == "batch_not_empty");
-        check.unwrap().message
-    };
-    let seen = not_empty(orders.validate_ipc(&output, Some(&half)).unwrap());
-    assert_eq!(seen, format!("{rows} rows"));
+    let seen = orders.validate_ipc(&output, Some(&half)).unwrap();
+    assert_eq!(
+        check_message(seen, "batch_not_empty"),
+        format!("{rows} rows")
+    );
+}
+
+/// The message of the check called `name`.
+fn check_message(checks: Vec<weir::plugin::CheckResult>, name: &str) -> String {
+    let check = checks.into_iter().find(|c| c.name == name);
+    check.unwrap_or_else(|| panic!("no check {name}")).message
 }
