@@ -124,14 +124,26 @@ impl<W: World> Session<W> {
         }
     }
 
-    /// Call the world's per-batch function on `batch`, sent as `ipc` (its encoding) if
+    /// Call the world's per-batch function on `batch`: only its columns `reads` if the
+    /// plugin reads fewer than all (since 0.1.2), else sent as `ipc` (its encoding) if
     /// given, else encoded straight into the guest's memory (see [`Stream`]).
     fn call_batch(
         &mut self,
         number: u64,
         batch: &RecordBatch,
+        reads: Option<&[usize]>,
         ipc: Option<&[u8]>,
     ) -> Result<W::Output, PluginError> {
+        let projected;
+        let (batch, ipc) = match reads {
+            Some(columns) => {
+                projected = batch
+                    .project(columns)
+                    .map_err(|e| self.plugin.error(Some(number), Cause::Input(e.to_string())))?;
+                (&projected, None)
+            }
+            None => (batch, ipc),
+        };
         let segments;
         let stream = match ipc {
             Some(bytes) => Stream::Bytes(bytes),

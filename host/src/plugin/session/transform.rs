@@ -174,23 +174,13 @@ impl TransformSession {
         self.batches += 1;
         let plugin = self.session.plugin.clone();
         let fail = |cause| plugin.error(Some(number), cause);
-        let declared = self.declare(batch.schema_ref())?;
-        let sent = match &declared.reads {
-            Some(columns) => Some(
-                batch
-                    .project(columns)
-                    .map_err(|e| fail(Cause::Input(e.to_string())))?,
-            ),
-            None => None,
-        };
-        let declared = declared.output.clone();
-
+        self.declare(batch.schema_ref())?;
+        let declared = self.declared.as_ref().expect("declared above");
         // A plugin reading some columns gets only those (its answer still names the input's
         // columns by their place in the whole input).
-        let answer = match &sent {
-            Some(projected) => self.session.call_batch(number, projected, None)?,
-            None => self.session.call_batch(number, batch, ipc)?,
-        };
+        let reads = declared.reads.as_deref();
+        let answer = self.session.call_batch(number, batch, reads, ipc)?;
+        let declared = declared.output.clone();
         let (output, stream) = match answer {
             Answer::Whole(bytes) => {
                 let stream = Buffer::from_vec(bytes);

@@ -117,15 +117,8 @@ impl ValidateSession {
             self.reads = Some((input.clone(), self.session.reads(input, &bytes)?));
         }
         // A plugin reading some columns gets only those; failing rows are rows all the same.
-        let validation = match self.reads.as_ref().and_then(|(_, r)| r.as_ref()) {
-            Some(columns) => {
-                let projected = batch
-                    .project(columns)
-                    .map_err(|e| plugin.error(Some(number), Cause::Input(e.to_string())))?;
-                self.session.call_batch(number, &projected, None)?
-            }
-            None => self.session.call_batch(number, batch, ipc)?,
-        };
+        let reads = self.reads.as_ref().and_then(|(_, r)| r.as_deref());
+        let validation = self.session.call_batch(number, batch, reads, ipc)?;
         let rows = batch.num_rows();
         for check in &validation.checks {
             if let Some(&row) = check.failing_rows.iter().find(|&&r| r as usize >= rows) {
