@@ -173,20 +173,12 @@ pub fn transform_orders(batch: &RecordBatch, bad_dates: BadDates) -> Result<Outp
         keep = &keep & nulls.inner();
     }
 
-    // Into a slice of its final size, not pushed: a `Vec`'s length would be stored back to
-    // memory at every row in Wasm.
-    let mut total = vec![0.0; keep.count_set_bits()];
-    let mut k = 0;
-    for_kept(&keep, |i| {
-        total[k] = a[i] * r[i];
-        k += 1;
-    });
-    let (dates, months) = match order_date {
-        OrderDate::Text(text) => parse_kept(text, &keep),
+    let (dates, months, total) = match order_date {
+        OrderDate::Text(text) => parse_kept(text, &keep, (a, r)),
         OrderDate::Converted(dates) => {
             let dates = filter(&dates, &keep)?;
             let dates = dates.as_primitive::<TimestampMicrosecondType>();
-            (dates.clone(), order_month(dates))
+            (dates.clone(), order_month(dates), totals(&keep, (a, r)))
         }
     };
     let dates: ArrayRef = Arc::new(dates.with_timezone("UTC"));
@@ -223,6 +215,19 @@ fn for_kept(keep: &BooleanBuffer, mut f: impl FnMut(usize)) {
     }
 }
 
+/// `amount * exchange_rate` of the rows set in `keep`.
+fn totals(keep: &BooleanBuffer, (a, r): (&[f64], &[f64])) -> Vec<f64> {
+    // Into a slice of its final size, not pushed: a `Vec`'s length would be stored back to
+    // memory at every row in Wasm.
+    let mut total = vec![0.0; keep.count_set_bits()];
+    let mut k = 0;
+    for_kept(keep, |i| {
+        total[k] = a[i] * r[i];
+        k += 1;
+    });
+    total
+}
+
 /// The rows of `array` set in `keep`.
 fn filter(array: &dyn Array, keep: &BooleanBuffer) -> Result<ArrayRef, Error> {
     Ok(weir_sdk::arrow::select::filter::filter(
@@ -231,22 +236,26 @@ fn filter(array: &dyn Array, keep: &BooleanBuffer) -> Result<ArrayRef, Error> {
     )?)
 }
 
-/// For the rows set in `keep`: `order_date` parsed (null where not a date) and
-/// `order_month`, written straight into their buffers.
+/// For the rows set in `keep`: `order_date` parsed (null where not a date), `order_month`,
+/// written straight into their buffers, and the totals (as [`totals`] gives them: in the
+/// same loop, which saves a pass over the kept rows, ~2% in Wasm).
 fn parse_kept(
     text: &StringArray,
     keep: &BooleanBuffer,
-) -> (TimestampMicrosecondArray, StringArray) {
+    (a, r): (&[f64], &[f64]),
+) -> (TimestampMicrosecondArray, StringArray, Vec<f64>) {
     // Written in place into buffers of their final size (the months' text cut to length
     // after) rather than pushed: the loop keeps far fewer values live (no `Vec` lengths
     // and capacities to check and spill), which made it ~25% faster.
     let kept = keep.count_set_bits();
     let mut micros = vec![0; kept];
+    let mut total = vec![0.0; kept];
     let mut month_ends = vec![0; kept + 1];
     let mut month_text = vec![0; kept * 7];
     let mut end = 0;
     let mut k = 0;
     for_kept(keep, |row| {
+        total[k] = a[row] * r[row];
         // A null is read as "", which is not a date either.
         let value = if text.is_valid(row) {
             text.value(row)
@@ -273,7 +282,7 @@ fn parse_kept(
     let valid = BooleanBuffer::collect_bool(kept, |i| month_ends[i + 1] > month_ends[i]);
     let nulls = Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0);
     let dates = TimestampMicrosecondArray::new(micros.into(), nulls.clone());
-    (dates, months_array(month_ends, month_text, nulls))
+    (dates, months_array(month_ends, month_text, nulls), total)
 }
 
 /// The `order_month` column from its offsets and text, which hold a `YYYY-MM` per valid row.
