@@ -238,7 +238,7 @@ fn filter(array: &dyn Array, keep: &BooleanBuffer) -> Result<ArrayRef, Error> {
 
 /// For the rows set in `keep`: `order_date` parsed (null where not a date), `order_month`,
 /// written straight into their buffers, and the totals (as [`totals`] gives them: in the
-/// same loop, which saves a pass over the kept rows, ~2% in Wasm).
+/// same loop: a pass over the kept rows fewer, ~6% of the plugin's time in Wasm).
 fn parse_kept(
     text: &StringArray,
     keep: &BooleanBuffer,
